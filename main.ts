@@ -1,0 +1,55 @@
+/**
+ * DeepSeek-Ollama Bridge: parses the command line, starts the proxy, and drains it on SIGTERM/SIGINT
+ * (Ctrl-Break on Windows). A second signal exits at once.
+ */
+import { type Config, ConfigExit, parseConfig } from "./src/config/index.ts";
+import { createLogger } from "./src/log.ts";
+import { startBridge } from "./src/serve.ts";
+import { PRODUCT, VERSION } from "./src/version.ts";
+
+function readConfig(): Config {
+  try {
+    return parseConfig(Deno.args);
+  } catch (error) {
+    if (!(error instanceof ConfigExit)) throw error;
+    (error.exitCode === 0 ? console.log : console.error)(error.message);
+    Deno.exit(error.exitCode);
+  }
+}
+
+const config = readConfig();
+const log = createLogger({ format: config.logFormat, debug: config.debug });
+let running;
+try {
+  running = await startBridge(config, { log });
+} catch (error) {
+  log.error("cannot start", {
+    listen: `${config.listen.hostname}:${config.listen.port}`,
+    error: String(error),
+  });
+  Deno.exit(1);
+}
+log.info(`${PRODUCT} ${VERSION} listening on ${running.url}`, {
+  upstream: config.upstream.href,
+  rate_limit: config.rateLimit || "off",
+  retries: config.retry.attempts,
+});
+
+const bridge = running;
+let signalled = false;
+function onSignal(signal: Deno.Signal): void {
+  if (signalled) {
+    log.warn(`${signal} again: exiting now`);
+    log.flush();
+    Deno.exit(1);
+  }
+  signalled = true;
+  log.info(`${signal}: draining`, { shutdown_timeout_ms: config.shutdownTimeoutMs });
+  bridge.stop().then(() => {
+    log.info("stopped");
+    log.flush();
+    Deno.exit(0);
+  });
+}
+const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
+for (const signal of signals) Deno.addSignalListener(signal, () => onSignal(signal));

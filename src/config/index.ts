@@ -1,0 +1,184 @@
+/**
+ * The command line: every flag, its default, range and `BRIDGE_*` environment variable, parsed once into a
+ * frozen `Config`. Nothing else in the program reads `Deno.args` or the environment.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { VERSION } from "../version.ts";
+import {
+  byteSize,
+  integerIn,
+  type ListenAddress,
+  listenAddress,
+  oneOf,
+  switchValue,
+  upstreamUrl,
+} from "./values.ts";
+
+export type LogFormat = "text" | "json";
+
+export interface RetryPolicy {
+  /** Extra attempts after the first one. */
+  readonly attempts: number;
+  readonly minIntervalMs: number;
+  readonly maxIntervalMs: number;
+}
+
+export interface Config {
+  readonly debug: boolean;
+  readonly logFormat: LogFormat;
+  readonly listen: ListenAddress;
+  readonly upstream: URL;
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicy;
+  /** Upstream requests per second; 0 turns the limiter off. */
+  readonly rateLimit: number;
+  readonly maxBodyBytes: number;
+  readonly bodyReadTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+const MIB = 1024 * 1024;
+
+/** Builds the option; the environment variable is named after the long flag. */
+function flag(
+  flags: string,
+  description: string,
+  parse?: (raw: string) => unknown,
+  fallback?: unknown,
+): Option {
+  const long = /--([a-z0-9-]+)/.exec(flags)![1];
+  const option = new Option(flags, description).env(`BRIDGE_${long.toUpperCase().replaceAll("-", "_")}`);
+  if (parse) option.argParser(parse);
+  if (fallback !== undefined) option.default(fallback, String(fallback));
+  return option;
+}
+
+function buildProgram(): Command {
+  const program = new Command("deepseek-ollama-bridge")
+    .description(
+      "A fast OpenAI-compatible proxy in front of Ollama or any OpenAI-compatible API.\n" +
+        "Every flag can also be set by the environment variable shown; a flag on the command line wins.",
+    )
+    .version(VERSION, "-V, --version", "print the version and exit")
+    .helpOption("-h, --help", "show this help and exit")
+    .configureHelp({ helpWidth: 118 })
+    .allowExcessArguments(false);
+  const options = [
+    flag("-d, --debug", "verbose logs: request and response headers (secrets masked) and body sizes"),
+    flag("--log-format <format>", "log line format: text or json", oneOf("text", "json"), "text"),
+    flag("-l, --listen <host:port>", "address to listen on", listenAddress, "127.0.0.1:3000"),
+    flag(
+      "-o, --ollama <url>",
+      "upstream base URL: Ollama or any OpenAI-compatible API",
+      upstreamUrl,
+      "http://127.0.0.1:11434",
+    ),
+    flag(
+      "-t, --timeout <ms>",
+      "whole upstream request timeout, 1000-86400000",
+      integerIn(1000, 86_400_000),
+      300_000,
+    ),
+    flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
+    flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
+    flag("-i, --retry-min-interval <ms>", "first retry delay, 50-300000", integerIn(50, 300_000), 500),
+    flag("-m, --retry-max-interval <ms>", "largest retry delay, 50-300000", integerIn(50, 300_000), 10_000),
+    flag(
+      "--max-body-size <bytes>",
+      "largest request body, 1KiB-4GiB",
+      byteSize(1024, 4 * 1024 ** 3),
+      "32MiB",
+    ),
+    flag(
+      "--body-read-timeout <ms>",
+      "time a client may take to send its body, 1000-3600000",
+      integerIn(1000, 3_600_000),
+      60_000,
+    ),
+    flag(
+      "--keepalive-interval <ms>",
+      "SSE keep-alive comment after this much upstream silence, 0-3600000 (0 = off)",
+      integerIn(0, 3_600_000),
+      15_000,
+    ),
+    flag(
+      "--shutdown-timeout <ms>",
+      "how long a stop waits for in-flight requests, 0-86400000",
+      integerIn(0, 86_400_000),
+      30_000,
+    ),
+  ];
+  for (const option of options) program.addOption(option);
+  return program;
+}
+
+/** Thrown when the command line asks the program to exit: for help, version or a bad value. */
+export class ConfigExit extends Error {
+  constructor(readonly exitCode: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Parses the arguments (without the program name) and the environment into a frozen Config.
+ * Throws `ConfigExit` with status 0 after `--help`/`--version` and 2 after a bad value; its message is what to print.
+ */
+export function parseConfig(
+  args: readonly string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): Config {
+  const program = buildProgram();
+  let output = "";
+  program.exitOverride().configureOutput({
+    writeOut: (text) => output += text,
+    writeErr: (text) => output += text,
+  });
+  // commander reads process.env; hand it the environment we were given.
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    program.parse([...args], { from: "user" });
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    const done = error.code === "commander.helpDisplayed" || error.code === "commander.version";
+    throw new ConfigExit(done ? 0 : 2, output.trimEnd() || error.message);
+  } finally {
+    for (const key of Object.keys(env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+  const o = program.opts();
+  // commander turns any value of a switch's variable into true; read "0"/"false" as off.
+  for (const option of program.options) {
+    const name = option.attributeName();
+    if (option.isBoolean() && program.getOptionValueSource(name) === "env") {
+      o[name] = switchValue(env[option.envVar!] ?? "");
+    }
+  }
+  const maxBodyBytes = typeof o.maxBodySize === "string"
+    ? byteSize(0, Infinity)(o.maxBodySize)
+    : o.maxBodySize;
+  if (o.retryMinInterval > o.retryMaxInterval) {
+    throw new ConfigExit(
+      2,
+      `error: --retry-min-interval (${o.retryMinInterval}) must not exceed --retry-max-interval (${o.retryMaxInterval}).`,
+    );
+  }
+  return Object.freeze({
+    debug: Boolean(o.debug),
+    logFormat: o.logFormat,
+    listen: Object.freeze(typeof o.listen === "string" ? listenAddress(o.listen) : o.listen),
+    upstream: typeof o.ollama === "string" ? upstreamUrl(o.ollama) : o.ollama,
+    timeoutMs: o.timeout,
+    retry: Object.freeze({
+      attempts: o.retryAttempts,
+      minIntervalMs: o.retryMinInterval,
+      maxIntervalMs: o.retryMaxInterval,
+    }),
+    rateLimit: o.rateLimit,
+    maxBodyBytes,
+    bodyReadTimeoutMs: o.bodyReadTimeout,
+    keepaliveIntervalMs: o.keepaliveInterval,
+    shutdownTimeoutMs: o.shutdownTimeout,
+  });
+}

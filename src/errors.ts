@@ -1,0 +1,119 @@
+/**
+ * Every error the bridge itself answers with is one of these typed errors; `app.onError` turns them into
+ * OpenAI's error JSON shape `{"error":{"message","type","code"}}` in one place.
+ */
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; code: string; param: null };
+}
+
+export class BridgeError extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    readonly code: string,
+    message: string,
+    /** Extra response headers, such as `Retry-After`. */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+
+  toJSON(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, code: this.code, param: null } };
+  }
+
+  toResponse(): Response {
+    return new Response(JSON.stringify(this), {
+      status: this.status,
+      headers: { "content-type": "application/json", ...this.headers },
+    });
+  }
+}
+
+export class InvalidRequest extends BridgeError {
+  constructor(message: string, code = "invalid_request") {
+    super(400, "invalid_request_error", code, message);
+  }
+}
+
+export class NotFound extends BridgeError {
+  constructor(method: string, path: string) {
+    super(
+      404,
+      "invalid_request_error",
+      "not_found",
+      `No route for ${method} ${path}: the bridge proxies /v1/* and /api/*, and serves /health, /ready and /metrics.`,
+    );
+  }
+}
+
+export class PayloadTooLarge extends BridgeError {
+  constructor(limit: number) {
+    super(
+      413,
+      "invalid_request_error",
+      "request_too_large",
+      `Request body is larger than the limit of ${limit} bytes: send a smaller body or raise --max-body-size.`,
+    );
+  }
+}
+
+export class RequestTimeout extends BridgeError {
+  constructor(ms: number) {
+    super(408, "invalid_request_error", "request_timeout", `Request body was not received within ${ms} ms.`);
+  }
+}
+
+export class RateLimited extends BridgeError {
+  constructor(retryAfterMs: number) {
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    super(
+      429,
+      "rate_limit_error",
+      "rate_limit_exceeded",
+      `Upstream rate limit of the bridge reached: retry after ${Math.ceil(retryAfterMs)} ms.`,
+      { "retry-after": String(seconds) },
+    );
+  }
+}
+
+export class UpstreamUnreachable extends BridgeError {
+  constructor(detail: string) {
+    super(502, "upstream_error", "upstream_unreachable", `Upstream is unreachable: ${detail}`);
+  }
+}
+
+export class UpstreamTimeout extends BridgeError {
+  constructor(ms: number) {
+    super(
+      504,
+      "timeout_error",
+      "upstream_timeout",
+      `Upstream did not answer within the --timeout of ${ms} ms.`,
+    );
+  }
+}
+
+export class ShuttingDown extends BridgeError {
+  constructor() {
+    super(503, "server_error", "shutting_down", "The bridge is shutting down: retry on another instance.", {
+      "retry-after": "1",
+    });
+  }
+}
+
+/** Raised when the client went away; nobody is left to answer, so it is only logged. */
+export class ClientClosed extends BridgeError {
+  constructor() {
+    super(499, "client_error", "client_closed_request", "Client closed the request.");
+  }
+}
+
+/** Maps anything thrown to a BridgeError, so unexpected failures still answer in the OpenAI shape. */
+export function asBridgeError(error: unknown): BridgeError {
+  if (error instanceof BridgeError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new BridgeError(500, "server_error", "internal_error", `Internal error in the bridge: ${message}`);
+}

@@ -1,0 +1,132 @@
+/**
+ * Every Prometheus metric of the bridge, on a registry of its own (so several bridges in one process, as in
+ * the tests, do not share counters). Names follow Prometheus conventions with a `bridge_` prefix; the two
+ * `ollama_*` counters keep the original bridge's names so existing dashboards work.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+const LATENCY_BUCKETS = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  120,
+  300,
+];
+
+/** Known endpoints keep their path as a label; anything else is `other`, so labels stay bounded. */
+const KNOWN_ROUTES = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/models",
+  "/api/chat",
+  "/api/generate",
+  "/api/embed",
+  "/api/embeddings",
+  "/api/tags",
+  "/api/show",
+  "/api/ps",
+  "/api/version",
+  "/health",
+  "/ready",
+  "/metrics",
+]);
+
+export function routeLabel(path: string): string {
+  if (KNOWN_ROUTES.has(path)) return path;
+  if (path.startsWith("/v1/models/")) return "/v1/models/:model";
+  return "other";
+}
+
+export class BridgeMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: "bridge_http_requests_total",
+    help: "Requests answered by the bridge, by route, method and status.",
+    labelNames: ["route", "method", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: "bridge_http_request_duration_seconds",
+    help: "Time from request to the end of the response, by route.",
+    labelNames: ["route"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: "bridge_http_requests_in_flight",
+    help: "Requests being answered now.",
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: "bridge_upstream_duration_seconds",
+    help: "Time from sending a request upstream to its response headers, by route and upstream status.",
+    labelNames: ["route", "status"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly streamFirstByte = new Histogram({
+    name: "bridge_stream_first_byte_seconds",
+    help: "Time from request to the first streamed byte sent to the client.",
+    labelNames: ["route"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: "ollama_request_errors_total",
+    help: "Upstream requests that failed: unreachable, timed out, cut off, or answered with a 5xx.",
+    registers: [this.registry],
+  });
+  readonly retryAttempts = new Counter({
+    name: "ollama_request_retry_attempts_total",
+    help: "Retries of upstream requests (the original bridge's name).",
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: "bridge_upstream_retries_total",
+    help: "Retries of upstream requests, by reason.",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: "bridge_rate_limited_total",
+    help: "Requests refused with 429 because the --rate-limit token bucket was empty.",
+    registers: [this.registry],
+  });
+  readonly keepalives = new Counter({
+    name: "bridge_stream_keepalives_total",
+    help: "SSE keep-alive comments sent while the upstream was silent.",
+    registers: [this.registry],
+  });
+  readonly memory = new Gauge({
+    name: "bridge_memory_bytes",
+    help: "Memory of the bridge process from Deno.memoryUsage(), by kind.",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+    collect() {
+      const usage = Deno.memoryUsage();
+      this.set({ kind: "rss" }, usage.rss);
+      this.set({ kind: "heap_total" }, usage.heapTotal);
+      this.set({ kind: "heap_used" }, usage.heapUsed);
+      this.set({ kind: "external" }, usage.external);
+    },
+  });
+
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

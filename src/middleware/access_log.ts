@@ -1,0 +1,45 @@
+/**
+ * Counts, times and logs every request: one log line when the answer is complete (for a stream, when its
+ * last byte went out), with method, path, status, duration, bytes and the upstream status.
+ */
+import type { MiddlewareHandler } from "hono";
+import { type Logger, maskedHeaders } from "../log.ts";
+import { type BridgeMetrics, routeLabel } from "../metrics.ts";
+import { RequestTrace } from "./trace.ts";
+
+export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandler =>
+  async function accessLog(c, next) {
+    const startedAt = performance.now();
+    const trace = new RequestTrace();
+    c.set("trace", trace);
+    metrics.inFlight.inc();
+    try {
+      await next();
+    } finally {
+      const { method, path } = c.req;
+      const status = c.res.status;
+      const route = routeLabel(path);
+      const finish = (outcome?: string) => {
+        const seconds = (performance.now() - startedAt) / 1000;
+        metrics.inFlight.dec();
+        metrics.requests.inc({ route, method, status });
+        metrics.requestDuration.observe({ route }, seconds);
+        log.info(`${method} ${path}`, {
+          status,
+          ms: Math.round(seconds * 10000) / 10,
+          bytes: trace.bytes,
+          upstream: trace.upstreamStatus,
+          stream: outcome,
+          ...trace.notes,
+          ...(log.debugEnabled
+            ? {
+              request_headers: maskedHeaders(c.req.raw.headers),
+              response_headers: maskedHeaders(c.res.headers),
+            }
+            : undefined),
+        });
+      };
+      if (trace.streamEnd) trace.streamEnd.then(finish);
+      else finish();
+    }
+  };

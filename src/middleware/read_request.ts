@@ -1,0 +1,113 @@
+/**
+ * The guard in front of every proxied request: reads the body within `--max-body-size` and
+ * `--body-read-timeout` (a 413 is sent before the rest of a large body is read), and parses the JSON body of
+ * the endpoints the bridge understands, so a malformed request is answered 400 without touching the upstream.
+ */
+import type { MiddlewareHandler } from "hono";
+import { InvalidRequest, PayloadTooLarge, RequestTimeout } from "../errors.ts";
+import { endpointKind } from "../proxy/endpoints.ts";
+import type { ProxyRequest } from "../proxy/request.ts";
+
+declare module "hono" {
+  interface ContextVariableMap {
+    proxyRequest: ProxyRequest;
+  }
+}
+
+export interface ReadRequestOptions {
+  maxBodyBytes: number;
+  bodyReadTimeoutMs: number;
+}
+
+const MAX_URL_LENGTH = 16 * 1024;
+
+export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
+  async function readRequest(c, next) {
+    const raw = c.req.raw;
+    const url = c.req.url;
+    if (url.length > MAX_URL_LENGTH) {
+      throw new InvalidRequest(`URL is longer than ${MAX_URL_LENGTH} characters.`, "url_too_long");
+    }
+    const queryStart = url.indexOf("?");
+    const method = raw.method;
+    const path = c.req.path;
+    const body = raw.body ? await readBody(raw, options) : null;
+    const kind = endpointKind(method, path);
+    const request: ProxyRequest = {
+      method,
+      path,
+      search: queryStart < 0 ? "" : url.slice(queryStart),
+      headers: raw.headers,
+      body,
+      kind,
+      signal: raw.signal,
+      startedAt: performance.now(),
+    };
+    if (kind) request.json = parseJsonObject(body);
+    c.set("proxyRequest", request);
+    await next();
+  };
+
+async function readBody(
+  request: Request,
+  options: ReadRequestOptions,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (declared > options.maxBodyBytes) throw new PayloadTooLarge(options.maxBodyBytes);
+  const reader = request.body!.getReader();
+  let timedOut = false;
+  // Cancelling the reader ends a pending read as if the body were complete: the flag tells the two apart.
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, options.bodyReadTimeoutMs);
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > options.maxBodyBytes) {
+        reader.cancel().catch(() => {});
+        throw new PayloadTooLarge(options.maxBodyBytes);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof PayloadTooLarge) throw error;
+    throw new InvalidRequest(
+      `Request body could not be read: ${(error as Error).message}`,
+      "body_unreadable",
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  if (timedOut) throw new RequestTimeout(options.bodyReadTimeoutMs);
+  if (chunks.length === 1) return chunks[0];
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return size === 0 ? null : body;
+}
+
+const decoder = new TextDecoder();
+
+function parseJsonObject(body: Uint8Array | null): Record<string, unknown> {
+  if (!body) {
+    throw new InvalidRequest("Request body is empty: this endpoint expects a JSON object.", "invalid_json");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(body));
+  } catch (error) {
+    throw new InvalidRequest(`Request body is not valid JSON: ${(error as Error).message}`, "invalid_json");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidRequest("Request body must be a JSON object.", "invalid_json");
+  }
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,79 @@
+/**
+ * The last step of the request flow: sends the request upstream and answers the client with what came back.
+ * A JSON answer is read whole (it is small, and later steps need all of it); anything else, event streams
+ * above all, is relayed chunk by chunk as it arrives.
+ */
+import type { Handler } from "hono";
+import type { Lifecycle } from "../lifecycle.ts";
+import { type BridgeMetrics, routeLabel } from "../metrics.ts";
+import { streamFormat } from "../stream/format.ts";
+import { relay, type RelayOutcome } from "../stream/relay.ts";
+import { clientResponseHeaders } from "./headers.ts";
+import type { UpstreamClient } from "./upstream.ts";
+
+export interface ProxyHandlerOptions {
+  upstream: UpstreamClient;
+  lifecycle: Lifecycle;
+  metrics: BridgeMetrics;
+  keepaliveIntervalMs: number;
+}
+
+export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
+  async function proxy(c) {
+    const request = c.get("proxyRequest");
+    const trace = c.get("trace");
+    const exchange = await options.upstream.send(request);
+    const { response } = exchange;
+    const { status } = response;
+    trace.upstreamStatus = status;
+    const headers = clientResponseHeaders(response.headers);
+    const contentType = response.headers.get("content-type");
+    const format = streamFormat(contentType);
+
+    if (!response.body || (!format && isJson(contentType))) {
+      let body: ArrayBuffer | null;
+      try {
+        body = response.body ? await response.arrayBuffer() : null;
+      } catch (error) {
+        throw exchange.failure(error);
+      } finally {
+        exchange.release();
+      }
+      trace.bytes = body?.byteLength ?? 0;
+      return new Response(body, { status, headers });
+    }
+
+    if (format) {
+      headers.set("cache-control", "no-cache");
+      headers.set("x-accel-buffering", "no");
+    }
+    const route = routeLabel(request.path);
+    let bytes = 0;
+    let resolveEnd!: (outcome: RelayOutcome) => void;
+    trace.streamEnd = new Promise((resolve) => resolveEnd = resolve);
+    const body = relay(response.body, {
+      format,
+      keepaliveMs: options.keepaliveIntervalMs,
+      stop: options.lifecycle.deadline,
+      failure: exchange.failure,
+      onFirstChunk: () => {
+        options.metrics.streamFirstByte.observe({ route }, (performance.now() - request.startedAt) / 1000);
+      },
+      onChunk: (size) => bytes += size,
+      onKeepalive: () => options.metrics.keepalives.inc(),
+      onEnd: (outcome, error) => {
+        exchange.release();
+        if (error) {
+          options.metrics.upstreamErrors.inc();
+          trace.notes.error = error.code;
+        }
+        trace.bytes = bytes;
+        resolveEnd(outcome);
+      },
+    });
+    return new Response(body, { status, headers });
+  };
+
+function isJson(contentType: string | null): boolean {
+  return contentType !== null && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
+}

@@ -1,0 +1,122 @@
+/**
+ * The upstream client: sends a proxied request to the upstream under one deadline (`--timeout`), waits for a
+ * rate-limit token, and retries what is safe to retry. Nothing has reached the client while it retries: it
+ * returns the first response it will not retry, and the caller streams it.
+ */
+import type { RetryPolicy } from "../config/index.ts";
+import { BridgeError, ClientClosed, RateLimited, UpstreamTimeout, UpstreamUnreachable } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { type BridgeMetrics, routeLabel } from "../metrics.ts";
+import { sleep } from "../time.ts";
+import { upstreamRequestHeaders } from "./headers.ts";
+import type { RateLimiter } from "./ratelimit.ts";
+import type { ProxyRequest } from "./request.ts";
+import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
+import { upstreamTarget } from "./target.ts";
+
+/** An upstream response whose body is still arriving under the request's deadline. */
+export interface UpstreamExchange {
+  readonly response: Response;
+  /** The error to show the client for a failure while reading the body. */
+  failure(error: unknown): BridgeError;
+  /** Ends the deadline; call once the body is read, has failed, or was cancelled. */
+  release(): void;
+}
+
+export interface UpstreamClient {
+  send(request: ProxyRequest): Promise<UpstreamExchange>;
+}
+
+export interface UpstreamOptions {
+  base: URL;
+  timeoutMs: number;
+  retry: RetryPolicy;
+  limiter: RateLimiter;
+  metrics: BridgeMetrics;
+  log: Logger;
+  fetch?: typeof fetch;
+  random?: () => number;
+}
+
+export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
+  const { base, timeoutMs, retry, limiter, metrics, log } = options;
+  const fetchUpstream = options.fetch ?? fetch;
+
+  async function send(request: ProxyRequest): Promise<UpstreamExchange> {
+    const refusal = limiter.tryTake();
+    if (refusal > 0) {
+      metrics.rateLimited.inc();
+      throw new RateLimited(refusal);
+    }
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new UpstreamTimeout(timeoutMs)), timeoutMs);
+    const expiresAt = performance.now() + timeoutMs;
+    const signal = AbortSignal.any([request.signal, deadline.signal]);
+    const release = () => clearTimeout(timer);
+    const failure = (error: unknown): BridgeError => {
+      if (error instanceof BridgeError) return error;
+      if (request.signal.aborted) return new ClientClosed();
+      return new UpstreamUnreachable(error instanceof Error ? error.message : String(error));
+    };
+    const url = upstreamTarget(base, request.path, request.search);
+    const headers = upstreamRequestHeaders(request.headers);
+    const route = routeLabel(request.path);
+
+    try {
+      for (let attempt = 0;; attempt++) {
+        if (attempt > 0) await limiter.take(signal);
+        const sentAt = performance.now();
+        let reason: RetryReason | undefined;
+        let waitMs: number | undefined;
+        let response: Response | undefined;
+        try {
+          response = await fetchUpstream(url, {
+            method: request.method,
+            headers,
+            body: request.body,
+            signal,
+            redirect: "manual",
+          });
+        } catch (error) {
+          const cause = failure(error);
+          if (!(cause instanceof UpstreamUnreachable)) throw cause;
+          metrics.upstreamErrors.inc();
+          if (attempt >= retry.attempts) throw cause;
+          reason = "network_error";
+          log.warn("upstream unreachable", { url, attempt: attempt + 1, error: cause.message });
+        }
+        if (response) {
+          metrics.upstreamDuration.observe(
+            { route, status: response.status },
+            (performance.now() - sentAt) / 1000,
+          );
+          if (response.status >= 500) metrics.upstreamErrors.inc();
+          reason = retryReasonForStatus(response.status);
+          if (!reason || attempt >= retry.attempts) return { response, failure, release };
+          waitMs = retryAfterMs(response.headers);
+          // A Retry-After is honoured even above --retry-max-interval, but never past the deadline: if the
+          // upstream asks for more time than is left, its answer goes to the client as it is.
+          if (waitMs !== undefined && performance.now() + waitMs >= expiresAt) {
+            return { response, failure, release };
+          }
+          await response.body?.cancel();
+        }
+        const delay = waitMs ?? backoffDelay(attempt, retry, options.random);
+        metrics.retryAttempts.inc();
+        metrics.retries.inc({ reason });
+        log.debug("retrying upstream request", {
+          url,
+          attempt: attempt + 1,
+          reason,
+          delay_ms: Math.round(delay),
+        });
+        await sleep(delay, signal);
+      }
+    } catch (error) {
+      release();
+      throw failure(error);
+    }
+  }
+
+  return { send };
+}

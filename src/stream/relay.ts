@@ -1,0 +1,113 @@
+/**
+ * Relays a response body to the client chunk by chunk as it arrives, and makes sure every ending is an honest
+ * one: a stream that fails, times out or is stopped by a shutdown ends with an error event instead of a silent
+ * cut; a client that goes away cancels the source (and so the upstream request).
+ */
+import type { BridgeError } from "../errors.ts";
+import { errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
+
+export type RelayOutcome = "complete" | "failed" | "cancelled";
+
+export interface RelayOptions {
+  /** The stream format, or undefined for an opaque body (a failure then errors the response). */
+  format?: StreamFormat;
+  /** For SSE: after this many ms without a chunk, send a keep-alive comment. 0 turns it off. */
+  keepaliveMs?: number;
+  /** Aborts when the stream must end now (shutdown deadline); its reason is sent as the error event. */
+  stop?: AbortSignal;
+  /** Maps a read error to the error the client is told about. */
+  failure(error: unknown): BridgeError;
+  onFirstChunk?(): void;
+  /** Called with the size of every chunk passed on. */
+  onChunk?(size: number): void;
+  onKeepalive?(): void;
+  /** Called once, when the relay is over. */
+  onEnd(outcome: RelayOutcome, error?: BridgeError): void;
+}
+
+type Step = ReadableStreamReadResult<Uint8Array> | "keepalive" | "stop";
+
+export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  const keepaliveMs = options.format === "sse" ? options.keepaliveMs ?? 0 : 0;
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  let started = false;
+  let ended = false;
+  const stop = options.stop ? whenAborted(options.stop) : undefined;
+  const stopped = stop?.promise;
+
+  function end(outcome: RelayOutcome, error?: BridgeError): void {
+    if (ended) return;
+    ended = true;
+    stop?.dispose();
+    options.onEnd(outcome, error);
+  }
+
+  function fail(controller: ReadableStreamDefaultController<Uint8Array>, error: BridgeError): void {
+    end("failed", error);
+    reader.cancel(error).catch(() => {});
+    if (options.format) {
+      controller.enqueue(errorEvent(options.format, error));
+      controller.close();
+    } else {
+      controller.error(error);
+    }
+  }
+
+  async function next(): Promise<Step> {
+    pending ??= reader.read();
+    const racers: Promise<Step>[] = [pending];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (stopped) racers.push(stopped);
+    if (keepaliveMs > 0) {
+      racers.push(new Promise((resolve) => timer = setTimeout(resolve, keepaliveMs, "keepalive")));
+    }
+    try {
+      return racers.length === 1 ? await pending : await Promise.race(racers);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let step: Step;
+      try {
+        step = await next();
+      } catch (error) {
+        return fail(controller, options.failure(error));
+      }
+      if (step === "stop") return fail(controller, options.failure(options.stop!.reason));
+      if (step === "keepalive") {
+        options.onKeepalive?.();
+        return controller.enqueue(KEEPALIVE_COMMENT);
+      }
+      pending = undefined;
+      if (step.done) {
+        end("complete");
+        return controller.close();
+      }
+      if (!started) {
+        started = true;
+        options.onFirstChunk?.();
+      }
+      options.onChunk?.(step.value.byteLength);
+      controller.enqueue(step.value);
+    },
+    cancel(reason) {
+      end("cancelled");
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** A promise of the signal's abort, whose listener can be removed: the stop signal outlives every stream. */
+function whenAborted(signal: AbortSignal): { promise: Promise<"stop">; dispose(): void } {
+  let onAbort = () => {};
+  const promise = new Promise<"stop">((resolve) => {
+    onAbort = () => resolve("stop");
+    if (signal.aborted) resolve("stop");
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
+}
