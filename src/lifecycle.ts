@@ -3,18 +3,19 @@
  * requests are taken), then the drain deadline, when streams still open are ended with an error event.
  */
 import { ShuttingDown } from "./errors.ts";
+import { Cancellation } from "./time.ts";
 
 export class Lifecycle {
   #draining = false;
-  readonly #deadline = new AbortController();
+  readonly #deadline = new Cancellation();
 
   get draining(): boolean {
     return this.#draining;
   }
 
   /** Aborts, with a `ShuttingDown` reason, when the drain deadline passes. */
-  get deadline(): AbortSignal {
-    return this.#deadline.signal;
+  get deadline(): Cancellation {
+    return this.#deadline;
   }
 
   startDraining(): void {

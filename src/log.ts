@@ -47,8 +47,20 @@ const stdoutSink: Sink = {
   },
 };
 
+/** The current time in ISO form, formatted once per millisecond however many lines share it. */
+let stampedAt = 0;
+let stamp = "";
+function timestamp(): string {
+  const now = Date.now();
+  if (now !== stampedAt) {
+    stampedAt = now;
+    stamp = new Date(now).toISOString();
+  }
+  return stamp;
+}
+
 function formatText(level: LogLevel, message: string, fields: LogFields | undefined): string {
-  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`;
+  let line = `${timestamp()} ${level.toUpperCase().padEnd(5)} ${message}`;
   if (fields) {
     for (const [key, value] of Object.entries(fields)) {
       if (value === undefined) continue;
@@ -60,7 +72,7 @@ function formatText(level: LogLevel, message: string, fields: LogFields | undefi
 }
 
 function formatJson(level: LogLevel, message: string, fields: LogFields | undefined): string {
-  return JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields }) + "\n";
+  return JSON.stringify({ time: timestamp(), level, msg: message, ...fields }) + "\n";
 }
 
 export interface LoggerOptions {

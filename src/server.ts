@@ -13,6 +13,7 @@ import { readRequest } from "./middleware/read_request.ts";
 import { proxyHandler } from "./proxy/handler.ts";
 import { type RateLimiter, tokenBucket, unlimited } from "./proxy/ratelimit.ts";
 import { createUpstreamClient } from "./proxy/upstream.ts";
+import { createTransport, type UpstreamFetch } from "./transport/index.ts";
 
 export interface Bridge {
   readonly app: Hono;
@@ -24,14 +25,15 @@ export interface Bridge {
 
 export interface BridgeDependencies {
   log: Logger;
-  /** Replaces the global fetch for upstream calls (tests). */
-  fetch?: typeof fetch;
+  /** Replaces the transport for upstream calls (tests). */
+  fetch?: UpstreamFetch;
 }
 
 export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
   const { log } = deps;
   const metrics = new BridgeMetrics();
   const lifecycle = new Lifecycle();
+  const transport = createTransport(config.upstreamClient);
   const limiter: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
   const upstream = createUpstreamClient({
     base: config.upstream,
@@ -40,7 +42,7 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
     limiter,
     metrics,
     log,
-    fetch: deps.fetch,
+    fetch: deps.fetch ?? transport.fetch,
   });
 
   const app = new Hono();
@@ -77,6 +79,9 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
     app,
     lifecycle,
     metrics,
-    close: () => Promise.resolve(),
+    close: () => {
+      transport.close();
+      return Promise.resolve();
+    },
   };
 }

@@ -4,7 +4,7 @@
  *
  * Standalone: `deno run --allow-net tests/fake_upstream.ts --port 11434 [--chunk-delay 50]`.
  */
-import { sleep } from "../src/time.ts";
+import { Cancellation, sleep } from "../src/time.ts";
 
 export interface Behaviour {
   /** Answer with this status and body instead of the normal answer. */
@@ -116,7 +116,7 @@ export class FakeUpstream {
       body,
     });
     const behaviour = { ...this.#defaultBehaviour, ...this.#plans.shift() };
-    if (behaviour.delayMs) await sleep(behaviour.delayMs, request.signal);
+    if (behaviour.delayMs) await sleep(behaviour.delayMs, Cancellation.fromSignal(request.signal));
     if (behaviour.reset) return Response.error();
     if (behaviour.status !== undefined) {
       return new Response(behaviour.body ?? JSON.stringify({ error: { message: "planned failure" } }), {
@@ -173,6 +173,7 @@ export class FakeUpstream {
     for (let i = 0; i < reply.length; i += this.chunkSize) pieces.push(reply.slice(i, i + this.chunkSize));
     const chunkDelay = behaviour.chunkDelayMs ?? this.chunkDelayMs;
     const ends = this.streamEnds;
+    const cancellation = Cancellation.fromSignal(signal);
     let index = 0;
     let finished = false;
     const end = (how: StreamEnd) => {
@@ -181,7 +182,7 @@ export class FakeUpstream {
     };
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (index > 0 && chunkDelay) await sleep(chunkDelay, signal).catch(() => {});
+        if (index > 0 && chunkDelay) await sleep(chunkDelay, cancellation).catch(() => {});
         if (behaviour.cutAfterChunks !== undefined && index >= behaviour.cutAfterChunks) {
           end("cut");
           return controller.error(new Error("planned cut"));

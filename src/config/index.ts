@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { VERSION } from "../version.ts";
+import type { UpstreamClientKind } from "../transport/index.ts";
 import {
   byteSize,
   integerIn,
@@ -29,6 +30,7 @@ export interface Config {
   readonly listen: ListenAddress;
   readonly upstream: URL;
   readonly timeoutMs: number;
+  readonly upstreamClient: UpstreamClientKind;
   readonly retry: RetryPolicy;
   /** Upstream requests per second; 0 turns the limiter off. */
   readonly rateLimit: number;
@@ -37,8 +39,6 @@ export interface Config {
   readonly keepaliveIntervalMs: number;
   readonly shutdownTimeoutMs: number;
 }
-
-const MIB = 1024 * 1024;
 
 /** Builds the option; the environment variable is named after the long flag. */
 function flag(
@@ -79,6 +79,13 @@ function buildProgram(): Command {
       "whole upstream request timeout, 1000-86400000",
       integerIn(1000, 86_400_000),
       300_000,
+    ),
+    flag(
+      "--upstream-client <kind>",
+      "how to call the upstream: pool (fast HTTP/1.1 keep-alive pool), fetch (Deno's fetch: honours " +
+        "HTTP(S)_PROXY, speaks HTTP/2), or auto (pool unless a proxy variable is set)",
+      oneOf("auto", "pool", "fetch"),
+      "auto",
     ),
     flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
     flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
@@ -170,6 +177,13 @@ export function parseConfig(
     listen: Object.freeze(typeof o.listen === "string" ? listenAddress(o.listen) : o.listen),
     upstream: typeof o.ollama === "string" ? upstreamUrl(o.ollama) : o.ollama,
     timeoutMs: o.timeout,
+    upstreamClient: o.upstreamClient !== "auto"
+      ? o.upstreamClient
+      : ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"].some((name) =>
+          env[name]
+        )
+      ? "fetch"
+      : "pool",
     retry: Object.freeze({
       attempts: o.retryAttempts,
       minIntervalMs: o.retryMinInterval,

@@ -7,6 +7,7 @@ import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout } from "../errors.ts";
 import { endpointKind } from "../proxy/endpoints.ts";
 import type { ProxyRequest } from "../proxy/request.ts";
+import { Cancellation, schedule } from "../time.ts";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -33,6 +34,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
     const path = c.req.path;
     const body = raw.body ? await readBody(raw, options) : null;
     const kind = endpointKind(method, path);
+    const cancellation = Cancellation.fromSignal(raw.signal);
     const request: ProxyRequest = {
       method,
       path,
@@ -40,7 +42,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
       headers: raw.headers,
       body,
       kind,
-      signal: raw.signal,
+      cancellation,
       startedAt: performance.now(),
     };
     if (kind) request.json = parseJsonObject(body);
@@ -57,10 +59,10 @@ async function readBody(
   const reader = request.body!.getReader();
   let timedOut = false;
   // Cancelling the reader ends a pending read as if the body were complete: the flag tells the two apart.
-  const timer = setTimeout(() => {
+  const timer = schedule(options.bodyReadTimeoutMs, () => {
     timedOut = true;
     reader.cancel().catch(() => {});
-  }, options.bodyReadTimeoutMs);
+  });
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
   try {
@@ -81,7 +83,7 @@ async function readBody(
       "body_unreadable",
     );
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
   if (timedOut) throw new RequestTimeout(options.bodyReadTimeoutMs);
   if (chunks.length === 1) return chunks[0];

@@ -8,7 +8,7 @@ import type { Lifecycle } from "../lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../metrics.ts";
 import { streamFormat } from "../stream/format.ts";
 import { relay, type RelayOutcome } from "../stream/relay.ts";
-import { clientResponseHeaders } from "./headers.ts";
+import { isComplete } from "../transport/index.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
 export interface ProxyHandlerOptions {
@@ -26,8 +26,13 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
     const { response } = exchange;
     const { status } = response;
     trace.upstreamStatus = status;
-    const headers = clientResponseHeaders(response.headers);
-    const contentType = response.headers.get("content-type");
+    // The transport hands back end-to-end headers only, on a response the bridge may change.
+    const headers = response.headers;
+    if (isComplete(response)) {
+      exchange.release();
+      return response;
+    }
+    const contentType = headers.get("content-type");
     const format = streamFormat(contentType);
 
     if (!response.body || (!format && isJson(contentType))) {

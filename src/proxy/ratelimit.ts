@@ -2,13 +2,13 @@
  * A token bucket in front of upstream calls: `rate` tokens a second, holding at most one second's worth, so a
  * quiet bridge may send a burst of `rate` requests and then `rate` a second.
  */
-import { type Clock, monotonicClock, sleep } from "../time.ts";
+import { type Cancellation, type Clock, monotonicClock, sleep } from "../time.ts";
 
 export interface RateLimiter {
   /** Takes a token now, or returns how many ms until one is available (and takes nothing). */
   tryTake(): number;
-  /** Waits for a token; rejects with the signal's reason if it aborts first. */
-  take(signal?: AbortSignal): Promise<void>;
+  /** Waits for a token; rejects with the cancellation's reason if it aborts first. */
+  take(cancellation?: Cancellation): Promise<void>;
 }
 
 /** A limiter that never limits, for `--rate-limit 0`. */
@@ -39,14 +39,14 @@ export function tokenBucket(rate: number, clock: Clock = monotonicClock): RateLi
     return Math.ceil(((1 - tokens) * 1000) / rate);
   }
 
-  function take(signal?: AbortSignal): Promise<void> {
-    const turn = queue.then(() => waitForToken(signal));
+  function take(cancellation?: Cancellation): Promise<void> {
+    const turn = queue.then(() => waitForToken(cancellation));
     queue = turn.catch(() => {});
     return turn;
   }
 
-  async function waitForToken(signal?: AbortSignal): Promise<void> {
-    for (let wait = tryTake(); wait > 0; wait = tryTake()) await sleep(wait, signal);
+  async function waitForToken(cancellation?: Cancellation): Promise<void> {
+    for (let wait = tryTake(); wait > 0; wait = tryTake()) await sleep(wait, cancellation);
   }
 
   return { tryTake, take };

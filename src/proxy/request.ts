@@ -1,4 +1,5 @@
 /** The request as the proxy steps see it: read, validated, and free of hop-by-hop headers. */
+import type { Cancellation } from "../time.ts";
 import type { EndpointKind } from "./endpoints.ts";
 
 export interface ProxyRequest {
@@ -14,8 +15,8 @@ export interface ProxyRequest {
   kind?: EndpointKind;
   /** The parsed body of a JSON endpoint. */
   json?: Record<string, unknown>;
-  /** Fires when the client goes away. */
-  signal: AbortSignal;
+  /** Aborts when the client goes away. */
+  cancellation: Cancellation;
   /** `performance.now()` when the request arrived. */
   startedAt: number;
 }

@@ -7,8 +7,8 @@ import type { RetryPolicy } from "../config/index.ts";
 import { BridgeError, ClientClosed, RateLimited, UpstreamTimeout, UpstreamUnreachable } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type BridgeMetrics, routeLabel } from "../metrics.ts";
-import { sleep } from "../time.ts";
-import { upstreamRequestHeaders } from "./headers.ts";
+import { Cancellation, schedule, sleep } from "../time.ts";
+import type { UpstreamFetch } from "../transport/index.ts";
 import type { RateLimiter } from "./ratelimit.ts";
 import type { ProxyRequest } from "./request.ts";
 import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
@@ -34,13 +34,14 @@ export interface UpstreamOptions {
   limiter: RateLimiter;
   metrics: BridgeMetrics;
   log: Logger;
-  fetch?: typeof fetch;
+  /** How requests are sent: the pooled HTTP/1.1 client or Deno's fetch. */
+  fetch: UpstreamFetch;
   random?: () => number;
 }
 
 export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const { base, timeoutMs, retry, limiter, metrics, log } = options;
-  const fetchUpstream = options.fetch ?? fetch;
+  const fetchUpstream = options.fetch;
 
   async function send(request: ProxyRequest): Promise<UpstreamExchange> {
     const refusal = limiter.tryTake();
@@ -48,23 +49,26 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       metrics.rateLimited.inc();
       throw new RateLimited(refusal);
     }
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new UpstreamTimeout(timeoutMs)), timeoutMs);
+    // One cancellation for the whole exchange: the client leaving or the deadline passing ends it.
+    const cancellation = new Cancellation();
+    const deadline = schedule(timeoutMs, () => cancellation.abort(new UpstreamTimeout(timeoutMs)));
+    const unlink = request.cancellation.onAbort(() => cancellation.abort(new ClientClosed()));
     const expiresAt = performance.now() + timeoutMs;
-    const signal = AbortSignal.any([request.signal, deadline.signal]);
-    const release = () => clearTimeout(timer);
+    const release = () => {
+      deadline.cancel();
+      unlink();
+    };
     const failure = (error: unknown): BridgeError => {
       if (error instanceof BridgeError) return error;
-      if (request.signal.aborted) return new ClientClosed();
+      if (cancellation.aborted) return asBridgeError(cancellation.reason);
       return new UpstreamUnreachable(error instanceof Error ? error.message : String(error));
     };
     const url = upstreamTarget(base, request.path, request.search);
-    const headers = upstreamRequestHeaders(request.headers);
     const route = routeLabel(request.path);
 
     try {
       for (let attempt = 0;; attempt++) {
-        if (attempt > 0) await limiter.take(signal);
+        if (attempt > 0) await limiter.take(cancellation);
         const sentAt = performance.now();
         let reason: RetryReason | undefined;
         let waitMs: number | undefined;
@@ -72,10 +76,9 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         try {
           response = await fetchUpstream(url, {
             method: request.method,
-            headers,
+            headers: request.headers,
             body: request.body,
-            signal,
-            redirect: "manual",
+            cancellation,
           });
         } catch (error) {
           const cause = failure(error);
@@ -110,7 +113,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           reason,
           delay_ms: Math.round(delay),
         });
-        await sleep(delay, signal);
+        await sleep(delay, cancellation);
       }
     } catch (error) {
       release();
@@ -119,4 +122,8 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   }
 
   return { send };
+}
+
+function asBridgeError(reason: unknown): BridgeError {
+  return reason instanceof BridgeError ? reason : new UpstreamUnreachable(String(reason));
 }

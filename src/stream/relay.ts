@@ -4,6 +4,7 @@
  * cut; a client that goes away cancels the source (and so the upstream request).
  */
 import type { BridgeError } from "../errors.ts";
+import { type Cancellation, schedule, type Timer } from "../time.ts";
 import { errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
 
 export type RelayOutcome = "complete" | "failed" | "cancelled";
@@ -14,7 +15,7 @@ export interface RelayOptions {
   /** For SSE: after this many ms without a chunk, send a keep-alive comment. 0 turns it off. */
   keepaliveMs?: number;
   /** Aborts when the stream must end now (shutdown deadline); its reason is sent as the error event. */
-  stop?: AbortSignal;
+  stop?: Cancellation;
   /** Maps a read error to the error the client is told about. */
   failure(error: unknown): BridgeError;
   onFirstChunk?(): void;
@@ -33,13 +34,15 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   let started = false;
   let ended = false;
-  const stop = options.stop ? whenAborted(options.stop) : undefined;
-  const stopped = stop?.promise;
+  let removeStop = () => {};
+  const stopped = options.stop
+    ? new Promise<"stop">((resolve) => removeStop = options.stop!.onAbort(() => resolve("stop")))
+    : undefined;
 
   function end(outcome: RelayOutcome, error?: BridgeError): void {
     if (ended) return;
     ended = true;
-    stop?.dispose();
+    removeStop();
     options.onEnd(outcome, error);
   }
 
@@ -99,15 +102,4 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-}
-
-/** A promise of the signal's abort, whose listener can be removed: the stop signal outlives every stream. */
-function whenAborted(signal: AbortSignal): { promise: Promise<"stop">; dispose(): void } {
-  let onAbort = () => {};
-  const promise = new Promise<"stop">((resolve) => {
-    onAbort = () => resolve("stop");
-    if (signal.aborted) resolve("stop");
-    else signal.addEventListener("abort", onAbort, { once: true });
-  });
-  return { promise, dispose: () => signal.removeEventListener("abort", onAbort) };
 }

@@ -1,0 +1,38 @@
+/**
+ * The ways the bridge can send requests upstream. `pool` is the default: the fast pooled HTTP/1.1 client.
+ * `fetch` is Deno's fetch: slower, but it honours HTTP(S)_PROXY and can speak HTTP/2.
+ */
+import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
+import { Http1Client, type UpstreamFetch } from "./http1.ts";
+
+export type { UpstreamFetch, UpstreamRequestInit } from "./http1.ts";
+export { isComplete } from "./complete.ts";
+
+export type UpstreamClientKind = "pool" | "fetch";
+
+export interface Transport {
+  readonly fetch: UpstreamFetch;
+  close(): void;
+}
+
+export function createTransport(kind: UpstreamClientKind): Transport {
+  if (kind === "pool") return new Http1Client();
+  return {
+    async fetch(url, init) {
+      const response = await fetch(url, {
+        method: init.method,
+        headers: upstreamRequestHeaders(init.headers),
+        body: init.body,
+        signal: init.cancellation.toSignal(),
+        redirect: "manual",
+      });
+      const { status, statusText } = response;
+      return new Response(response.body, {
+        status,
+        statusText,
+        headers: clientResponseHeaders(response.headers),
+      });
+    },
+    close: () => {},
+  };
+}
