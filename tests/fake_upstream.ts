@@ -21,6 +21,8 @@ export interface Behaviour {
   reset?: boolean;
   /** The answer's text (default: `reply` of the server). */
   reply?: string;
+  /** Send the body gzip-compressed with `content-encoding: gzip`. */
+  gzip?: boolean;
 }
 
 export interface Received {
@@ -50,6 +52,8 @@ export class FakeUpstream {
   readonly received: Received[] = [];
   /** How each streamed answer ended, in order of ending. */
   readonly streamEnds: StreamEnd[] = [];
+  /** How many requests the client abandoned before their answer was complete. */
+  aborts = 0;
   reply: string;
   chunkDelayMs: number;
   chunkSize: number;
@@ -91,14 +95,13 @@ export class FakeUpstream {
 
   /** Resolves once `count` streamed answers have ended. */
   async waitForStreamEnds(count: number, timeoutMs = 5000): Promise<StreamEnd[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.streamEnds.length < count) {
-      if (Date.now() > deadline) {
-        throw new Error(`Only ${this.streamEnds.length} of ${count} streams ended in time`);
-      }
-      await sleep(20);
-    }
+    await waitFor(() => this.streamEnds.length >= count, timeoutMs, `${count} streams to end`);
     return this.streamEnds;
+  }
+
+  /** Resolves once `count` requests were abandoned by the client. */
+  waitForAborts(count: number, timeoutMs = 5000): Promise<void> {
+    return waitFor(() => this.aborts >= count, timeoutMs, `${count} aborted requests`);
   }
 
   close(): Promise<void> {
@@ -108,6 +111,7 @@ export class FakeUpstream {
   async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const body = await request.text();
+    request.signal.addEventListener("abort", () => this.aborts++, { once: true });
     this.received.push({
       method: request.method,
       path: url.pathname,
@@ -116,12 +120,24 @@ export class FakeUpstream {
       body,
     });
     const behaviour = { ...this.#defaultBehaviour, ...this.#plans.shift() };
-    if (behaviour.delayMs) await sleep(behaviour.delayMs, Cancellation.fromSignal(request.signal));
+    if (behaviour.delayMs) {
+      const waited = await sleep(behaviour.delayMs, Cancellation.fromSignal(request.signal)).then(
+        () => true,
+        () => false,
+      );
+      if (!waited) return new Response(null, { status: 499 }); // the client is gone; nobody reads this
+    }
     if (behaviour.reset) return Response.error();
     if (behaviour.status !== undefined) {
       return new Response(behaviour.body ?? JSON.stringify({ error: { message: "planned failure" } }), {
         status: behaviour.status,
         headers: { "content-type": "application/json", ...behaviour.headers },
+      });
+    }
+    if (behaviour.gzip) {
+      const answer = new Blob([JSON.stringify({ object: "list", data: [{ id: "fake-model" }] })]);
+      return new Response(answer.stream().pipeThrough(new CompressionStream("gzip")), {
+        headers: { "content-type": "application/json", "content-encoding": "gzip" },
       });
     }
     const json = parseJson(body);
@@ -324,6 +340,14 @@ function parseJson(body: string): Json {
     return typeof value === "object" && value !== null ? value : {};
   } catch {
     return {};
+  }
+}
+
+async function waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
   }
 }
 

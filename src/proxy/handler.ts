@@ -8,7 +8,7 @@ import type { Lifecycle } from "../lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../metrics.ts";
 import { streamFormat } from "../stream/format.ts";
 import { relay, type RelayOutcome } from "../stream/relay.ts";
-import { isComplete } from "../transport/index.ts";
+import { completeBodySize } from "../transport/index.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
 export interface ProxyHandlerOptions {
@@ -28,8 +28,10 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
     trace.upstreamStatus = status;
     // The transport hands back end-to-end headers only, on a response the bridge may change.
     const headers = response.headers;
-    if (isComplete(response)) {
+    const size = completeBodySize(response);
+    if (size !== undefined) {
       exchange.release();
+      trace.bytes = size;
       return response;
     }
     const contentType = headers.get("content-type");

@@ -33,6 +33,8 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
   const keepaliveMs = options.format === "sse" ? options.keepaliveMs ?? 0 : 0;
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   let started = false;
+  /** The last chunk passed on: where a failure's error event has to start from. */
+  let tail: Uint8Array = new Uint8Array(0);
   let ended = false;
   let removeStop = () => {};
   const stopped = options.stop
@@ -50,7 +52,7 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
     end("failed", error);
     reader.cancel(error).catch(() => {});
     if (options.format) {
-      controller.enqueue(errorEvent(options.format, error));
+      controller.enqueue(errorEvent(options.format, error, tail));
       controller.close();
     } else {
       controller.error(error);
@@ -60,15 +62,15 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
   async function next(): Promise<Step> {
     pending ??= reader.read();
     const racers: Promise<Step>[] = [pending];
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: Timer | undefined;
     if (stopped) racers.push(stopped);
     if (keepaliveMs > 0) {
-      racers.push(new Promise((resolve) => timer = setTimeout(resolve, keepaliveMs, "keepalive")));
+      racers.push(new Promise((resolve) => timer = schedule(keepaliveMs, () => resolve("keepalive"))));
     }
     try {
       return racers.length === 1 ? await pending : await Promise.race(racers);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 
@@ -95,6 +97,7 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
         options.onFirstChunk?.();
       }
       options.onChunk?.(step.value.byteLength);
+      if (step.value.byteLength > 0) tail = step.value;
       controller.enqueue(step.value);
     },
     cancel(reason) {

@@ -3,14 +3,14 @@
  * with its upstream call already over, instead of reading the body and building a new response.
  */
 
-const complete = new WeakSet<Response>();
+const completeSizes = new WeakMap<Response, number>();
 
-export function markComplete(response: Response): Response {
-  complete.add(response);
+export function markComplete(response: Response, size: number): Response {
+  completeSizes.set(response, size);
   return response;
 }
 
-/** True when the response's body (if any) is in memory and its upstream connection is released. */
-export function isComplete(response: Response): boolean {
-  return complete.has(response);
+/** The body size of a response whose body (if any) is in memory, or undefined for one still arriving. */
+export function completeBodySize(response: Response): number | undefined {
+  return completeSizes.get(response);
 }

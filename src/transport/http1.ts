@@ -155,7 +155,7 @@ export class Http1Client {
     const init = { status, statusText, headers };
     if (noBody) {
       finish(true);
-      return markComplete(new Response(null, init));
+      return markComplete(new Response(null, init), 0);
     }
     if (encoding && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
       finish(false);
@@ -167,7 +167,7 @@ export class Http1Client {
       : undefined;
     if (early) {
       finish(true);
-      return markComplete(new Response(early, init));
+      return markComplete(new Response(early, init), early.length);
     }
     let body = bodyStream(connection, head, cancellation, finish);
     if (encoding === "gzip" || encoding === "deflate") {
@@ -235,7 +235,19 @@ function bodyStream(
 /** Reads and parses the response head, skipping interim 1xx responses. */
 async function readResponseHead(connection: Connection, reused: boolean): Promise<ResponseHead> {
   let buffer: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+  let searched = 0;
   for (;;) {
+    const end = headEnd(buffer, searched);
+    if (end >= 0) {
+      const head = parseResponseHead(buffer.subarray(0, end));
+      buffer = buffer.subarray(end);
+      searched = 0;
+      if (head.status >= 100 && head.status < 200) continue; // 100 Continue, 103 Early Hints
+      connection.unread(buffer);
+      return head;
+    }
+    if (buffer.length > MAX_HEAD_BYTES) throw new TypeError("Upstream response head is larger than 64 KiB");
+    searched = buffer.length;
     let bytes: Uint8Array<ArrayBuffer> | null;
     try {
       bytes = await connection.read();
@@ -247,18 +259,7 @@ async function readResponseHead(connection: Connection, reused: boolean): Promis
       if (reused && buffer.length === 0) throw new StaleConnection();
       throw new TypeError("Upstream closed the connection before sending a response");
     }
-    const searchFrom = buffer.length;
     buffer = buffer.length === 0 ? bytes : concat(buffer, bytes);
-    const end = headEnd(buffer, searchFrom);
-    if (end < 0) {
-      if (buffer.length > MAX_HEAD_BYTES) throw new TypeError("Upstream response head is larger than 64 KiB");
-      continue;
-    }
-    const head = parseResponseHead(buffer.subarray(0, end));
-    buffer = buffer.subarray(end);
-    if (head.status >= 100 && head.status < 200) continue; // 100 Continue, 103 Early Hints
-    connection.unread(buffer);
-    return head;
   }
 }
 
@@ -268,6 +269,7 @@ function isConnectionLost(error: unknown): boolean {
 }
 
 const encoder = new TextEncoder();
+const NON_ASCII = /[^ -~\t\r\n]/;
 
 function encodeRequestHead(
   method: string,
@@ -286,7 +288,7 @@ function encodeRequestHead(
   }
   head += "\r\n";
   // Header values are Latin-1 byte strings; TextEncoder would turn bytes above 0x7f into two.
-  if (!/[^\x00-\x7f]/.test(head)) return encoder.encode(head);
+  if (!NON_ASCII.test(head)) return encoder.encode(head);
   return Uint8Array.from(head, (char) => char.charCodeAt(0) & 0xff);
 }
 

@@ -6,7 +6,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.
 import { Http1Client, type UpstreamFetch } from "./http1.ts";
 
 export type { UpstreamFetch, UpstreamRequestInit } from "./http1.ts";
-export { isComplete } from "./complete.ts";
+export { completeBodySize } from "./complete.ts";
 
 export type UpstreamClientKind = "pool" | "fetch";
 

@@ -1,0 +1,35 @@
+/**
+ * The few assertions the tests use. JSR (and so @std/assert) is not reachable from our build machines, so
+ * these stand on node:assert, which Deno ships.
+ */
+import nodeAssert from "node:assert/strict";
+
+export function assert(condition: unknown, message?: string): asserts condition {
+  nodeAssert.ok(condition, message);
+}
+
+export function assertEquals<T>(actual: T, expected: T, message?: string): void {
+  nodeAssert.deepStrictEqual(actual, expected, message);
+}
+
+export function assertMatch(actual: string, pattern: RegExp, message?: string): void {
+  nodeAssert.match(actual, pattern, message);
+}
+
+export function assertGreater(actual: number, expected: number, message?: string): void {
+  nodeAssert.ok(actual > expected, message ?? `expected ${actual} > ${expected}`);
+}
+
+export async function assertRejects(
+  fn: () => Promise<unknown>,
+  check?: (error: unknown) => void,
+): Promise<void> {
+  let failed = false;
+  try {
+    await fn();
+  } catch (error) {
+    failed = true;
+    check?.(error);
+  }
+  nodeAssert.ok(failed, "expected the promise to reject");
+}

@@ -1,0 +1,84 @@
+/**
+ * Starts a real bridge on a free loopback port in front of a fresh fake upstream, with its log captured, and
+ * stops both when the test is done: `await using t = await startTestBridge(["--retry-attempts", "2"])`.
+ */
+import { parseConfig } from "../src/config/index.ts";
+import { createLogger } from "../src/log.ts";
+import { type RunningBridge, startBridge } from "../src/serve.ts";
+import { FakeUpstream, type FakeUpstreamOptions } from "./fake_upstream.ts";
+
+export interface TestBridge extends AsyncDisposable {
+  /** The bridge's base URL, such as `http://127.0.0.1:40123`. */
+  readonly url: string;
+  readonly upstream: FakeUpstream;
+  readonly running: RunningBridge;
+  /** Every log line written so far. */
+  readonly logs: string[];
+  /** POSTs JSON to the bridge. */
+  post(path: string, body: unknown, headers?: HeadersInit): Promise<Response>;
+}
+
+export interface TestBridgeOptions {
+  upstream?: FakeUpstreamOptions;
+  /** Upstream base URL to use instead of the fake's (the fake still starts). */
+  upstreamUrl?: string;
+}
+
+export async function startTestBridge(
+  flags: string[] = [],
+  options: TestBridgeOptions = {},
+): Promise<TestBridge> {
+  const upstream = new FakeUpstream(options.upstream);
+  const logs: string[] = [];
+  const config = parseConfig([
+    "--listen",
+    "127.0.0.1:0",
+    "--ollama",
+    options.upstreamUrl ?? upstream.url,
+    ...flags,
+  ], {});
+  const log = createLogger({
+    format: config.logFormat,
+    debug: config.debug,
+    sink: { write: (text) => logs.push(...text.trimEnd().split("\n")) },
+  });
+  const running = await startBridge(config, { log });
+  return {
+    url: running.url,
+    upstream,
+    running,
+    logs: new Proxy(logs, {
+      get(target, property, receiver) {
+        log.flush();
+        return Reflect.get(target, property, receiver);
+      },
+    }),
+    post: (path, body, headers) =>
+      fetch(running.url + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      }),
+    async [Symbol.asyncDispose]() {
+      await running.stop();
+      await upstream.close();
+    },
+  };
+}
+
+/** Reads a body to its end, returning each chunk with the ms since `start` when it arrived. */
+export async function readTimed(response: Response, start: number): Promise<{ text: string; at: number }[]> {
+  const chunks: { text: string; at: number }[] = [];
+  const decoder = new TextDecoder();
+  for await (const chunk of response.body!) {
+    chunks.push({ text: decoder.decode(chunk, { stream: true }), at: performance.now() - start });
+  }
+  return chunks;
+}
+
+/** The `data:` payloads of an SSE text, without `[DONE]`, parsed as JSON. */
+export function sseData(text: string): Record<string, unknown>[] {
+  return text.split("\n")
+    .filter((line) => line.startsWith("data: ") && line !== "data: [DONE]")
+    .map((line) => JSON.parse(line.slice(6)));
+}
