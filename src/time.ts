@@ -16,8 +16,7 @@ export class Cancellation {
   /** A cancellation that aborts with the signal (one listener on the signal, added here). */
   static fromSignal(signal: AbortSignal): Cancellation {
     const cancellation = new Cancellation();
-    if (signal.aborted) cancellation.abort(signal.reason);
-    else signal.addEventListener("abort", () => cancellation.abort(signal.reason), { once: true });
+    cancellation.follow(signal);
     return cancellation;
   }
 
@@ -49,6 +48,12 @@ export class Cancellation {
     }
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Aborts when the signal does (at once if it already has). */
+  follow(signal: AbortSignal): void {
+    if (signal.aborted) this.abort(signal.reason);
+    else signal.addEventListener("abort", () => this.abort(signal.reason), { once: true });
   }
 
   throwIfAborted(): void {

@@ -1,0 +1,35 @@
+/**
+ * `deno task bench`: measures the bridge against its targets in one run, prints a table and writes
+ * bench/results.json. `--quick` runs one short round (for a smoke test); the default takes about a minute.
+ */
+import { hasWrk, loadGenerator } from "./lib/load.ts";
+import { hasTaskset } from "./lib/procs.ts";
+import { printTable, type Row, writeResults } from "./lib/report.ts";
+import { passthrough } from "./scenarios/passthrough.ts";
+
+const quick = Deno.args.includes("--quick");
+const context = quick
+  ? { rounds: 1, seconds: 1, ttfbSamples: 20 }
+  : { rounds: 3, seconds: 3, ttfbSamples: 300 };
+
+console.log(
+  `load generator: ${loadGenerator()}; pinning: ${
+    hasTaskset ? "taskset (servers core 0, load core 1)" : "none"
+  }`,
+);
+if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
+
+const rows: Row[] = [];
+rows.push(...await passthrough(context));
+
+console.log();
+printTable(rows);
+const path = new URL("./results.json", import.meta.url);
+await writeResults(path.pathname, rows, {
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  cores: navigator.hardwareConcurrency,
+  loadGenerator: hasWrk ? "wrk" : "deno",
+  quick,
+});
+console.log(`\nwrote ${path.pathname}`);
