@@ -1,0 +1,191 @@
+/** Retries, Retry-After, the rate limit, input limits and SSE keep-alive, through the real server. */
+import { assert, assertEquals, assertGreater, assertMatch } from "./assert.ts";
+import { startTestBridge } from "./harness.ts";
+
+const chat = { model: "m", messages: [{ role: "user", content: "hi" }] };
+const fast = ["--retry-min-interval", "50", "--retry-max-interval", "100"];
+
+Deno.test("503 twice, then success: the client sees the success after 3 upstream calls", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "2", ...fast]);
+  t.upstream.plan({ status: 503 }, { status: 503 });
+  const response = await t.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 200);
+  assertEquals((await response.json()).choices[0].message.content, "Hello from the fake upstream.");
+  assertEquals(t.upstream.calls, 3);
+  // The request body is replayed exactly.
+  assertEquals(new Set(t.upstream.received.map((r) => r.body)).size, 1);
+  const metrics = await (await fetch(`${t.url}/metrics`)).text();
+  assertMatch(metrics, /ollama_request_retry_attempts_total 2/);
+  assertMatch(metrics, /bridge_upstream_retries_total\{reason="status_503"\} 2/);
+});
+
+Deno.test("retries exhausted: the last upstream answer reaches the client as it is", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "1", ...fast]);
+  t.upstream.plan({ status: 500, body: '{"error":"first"}' }, { status: 502, body: '{"error":"second"}' });
+  const response = await t.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 502);
+  assertEquals(await response.json(), { error: "second" });
+  assertEquals(t.upstream.calls, 2);
+});
+
+Deno.test("without --retry-attempts nothing is retried, and 4xx are never retried", async () => {
+  await using t = await startTestBridge();
+  t.upstream.plan({ status: 503 });
+  assertEquals((await t.post("/v1/chat/completions", chat)).status, 503);
+  await using r = await startTestBridge(["--retry-attempts", "3", ...fast]);
+  r.upstream.plan({ status: 400 });
+  const response = await r.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 400);
+  await response.body?.cancel();
+  assertEquals(r.upstream.calls, 1);
+});
+
+Deno.test("connection refused is retried with backoff, then 502", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "2", ...fast], {
+    upstreamUrl: "http://127.0.0.1:9",
+  });
+  const start = performance.now();
+  const response = await t.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 502);
+  await response.body?.cancel();
+  assert(performance.now() - start >= 100, "two backoff waits of at least 50 ms each");
+  const metrics = await (await fetch(`${t.url}/metrics`)).text();
+  assertMatch(metrics, /bridge_upstream_retries_total\{reason="network_error"\} 2/);
+});
+
+Deno.test("429 with Retry-After: 1 waits at least a second, even above --retry-max-interval", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "1", ...fast]);
+  t.upstream.plan({ status: 429, headers: { "retry-after": "1" } });
+  const start = performance.now();
+  const response = await t.post("/v1/chat/completions", chat);
+  const elapsed = performance.now() - start;
+  assertEquals(response.status, 200);
+  await response.body?.cancel();
+  assert(elapsed >= 1000, `retried after ${elapsed.toFixed(0)} ms`);
+  assertEquals(t.upstream.calls, 2);
+});
+
+Deno.test("Retry-After as an HTTP-date is honoured (Portkey reads only numbers)", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "1", ...fast]);
+  const at = new Date(Date.now() + 2000);
+  at.setMilliseconds(0); // HTTP-dates have whole seconds
+  t.upstream.plan({ status: 503, headers: { "retry-after": at.toUTCString() } });
+  const response = await t.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 200);
+  await response.body?.cancel();
+  assert(Date.now() >= at.getTime() - 5, `retried ${at.getTime() - Date.now()} ms before the date`);
+});
+
+Deno.test("a later Retry-After is honoured too, not only the first (LiteLLM's bug)", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "2", ...fast]);
+  t.upstream.plan({ status: 429, headers: { "retry-after": "0.2" } }, {
+    status: 429,
+    headers: { "retry-after": "1" },
+  });
+  const start = performance.now();
+  const response = await t.post("/v1/chat/completions", chat);
+  const elapsed = performance.now() - start;
+  assertEquals(response.status, 200);
+  await response.body?.cancel();
+  assert(elapsed >= 1200, `second wait honoured: ${elapsed.toFixed(0)} ms in all`);
+  assertEquals(t.upstream.calls, 3);
+});
+
+Deno.test("a Retry-After beyond --timeout is not waited for: the 429 goes to the client", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "3", "--timeout", "2000", ...fast]);
+  t.upstream.plan({ status: 429, headers: { "retry-after": "60" } });
+  const start = performance.now();
+  const response = await t.post("/v1/chat/completions", chat);
+  assertEquals(response.status, 429);
+  assertEquals(response.headers.get("retry-after"), "60");
+  await response.body?.cancel();
+  assert(performance.now() - start < 1000);
+});
+
+Deno.test("no retry once the stream started: a cut stream ends with an error event", async () => {
+  await using t = await startTestBridge(["--retry-attempts", "3", ...fast]);
+  t.upstream.plan({ cutAfterChunks: 2 });
+  const response = await t.post("/v1/chat/completions", { ...chat, stream: true });
+  assertEquals(response.status, 200);
+  assertMatch(await response.text(), /event: error/);
+  assertEquals(t.upstream.calls, 1);
+});
+
+Deno.test("--rate-limit 5: 20 concurrent requests, the upstream never sees more than 5 + 5/s", async () => {
+  await using t = await startTestBridge(["--rate-limit", "5"]);
+  const start = performance.now();
+  const answers = await Promise.all(Array.from({ length: 20 }, () => t.post("/v1/chat/completions", chat)));
+  const elapsed = (performance.now() - start) / 1000;
+  const refused = answers.filter((response) => response.status === 429);
+  assertEquals(answers.length - refused.length, t.upstream.calls);
+  assert(t.upstream.calls <= 5 + 5 * elapsed, `${t.upstream.calls} calls in ${elapsed.toFixed(2)} s`);
+  assertGreater(refused.length, 0);
+  for (const response of refused) {
+    assert(Number(response.headers.get("retry-after")) >= 1, "Retry-After in whole seconds, at least 1");
+    const body = await response.json();
+    assertEquals(body.error.code, "rate_limit_exceeded");
+    assertMatch(body.error.message, /retry after \d+ ms/);
+  }
+  for (const response of answers) if (response.status !== 429) await response.body?.cancel();
+  const metrics = await (await fetch(`${t.url}/metrics`)).text();
+  assertMatch(metrics, new RegExp(`bridge_rate_limited_total ${refused.length}\\b`));
+  // Own endpoints are never limited.
+  assertEquals((await fetch(`${t.url}/health`)).status, 200);
+});
+
+Deno.test("a 64 MiB body gets 413 at once, and the next request still works", async () => {
+  await using t = await startTestBridge();
+  const big = new Uint8Array(64 * 1024 * 1024).fill(32);
+  const response = await fetch(`${t.url}/v1/chat/completions`, { method: "POST", body: big }).catch((error) =>
+    error
+  );
+  if (response instanceof Response) {
+    assertEquals(response.status, 413);
+    assertEquals((await response.json()).error.code, "request_too_large");
+  } // else: the server closed the connection while the client was still sending, which is also a refusal
+  const next = await t.post("/v1/chat/completions", chat);
+  assertEquals(next.status, 200);
+  await next.body?.cancel();
+  assertEquals(t.upstream.calls, 1);
+});
+
+Deno.test("a chunked body over --max-body-size is cut off with 413", async () => {
+  await using t = await startTestBridge(["--max-body-size", "64KiB"]);
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= 1024 * 1024) return controller.close();
+      sent += 16 * 1024;
+      controller.enqueue(new Uint8Array(16 * 1024).fill(32));
+    },
+  });
+  const response = await fetch(`${t.url}/v1/echo`, { method: "POST", body, duplex: "half" } as RequestInit)
+    .catch((error) => error);
+  if (response instanceof Response) {
+    assertEquals(response.status, 413);
+    await response.body?.cancel();
+  }
+  assertEquals(t.upstream.calls, 0);
+  const next = await t.post("/v1/chat/completions", chat);
+  assertEquals(next.status, 200);
+  await next.body?.cancel();
+});
+
+Deno.test("a silent upstream stream gets SSE keep-alive comments", async () => {
+  await using t = await startTestBridge(["--keepalive-interval", "100"], { upstream: { chunkDelayMs: 350 } });
+  const response = await t.post("/v1/chat/completions", { ...chat, stream: true });
+  const text = await response.text();
+  assertMatch(text, /: keep-alive\n\n/);
+  assert(text.endsWith("data: [DONE]\n\n"));
+  const metrics = await (await fetch(`${t.url}/metrics`)).text();
+  assertMatch(metrics, /bridge_stream_keepalives_total [1-9]/);
+});
+
+Deno.test("--keepalive-interval 0 sends none; NDJSON streams never get comments", async () => {
+  await using t = await startTestBridge(["--keepalive-interval", "0"], { upstream: { chunkDelayMs: 150 } });
+  assert(
+    !(await (await t.post("/v1/chat/completions", { ...chat, stream: true })).text()).includes("keep-alive"),
+  );
+  await using n = await startTestBridge(["--keepalive-interval", "50"], { upstream: { chunkDelayMs: 150 } });
+  assert(!(await (await n.post("/api/chat", chat)).text()).includes("keep-alive"));
+});

@@ -1,0 +1,131 @@
+/** Graceful shutdown of the real program: signals, drain, the drain deadline. */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { FakeUpstream } from "./fake_upstream.ts";
+import { startTestBridge } from "./harness.ts";
+
+interface Child {
+  url: string;
+  process: Deno.ChildProcess;
+  output: () => string;
+}
+
+async function spawnBridge(upstream: string, ...flags: string[]): Promise<Child> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "main.ts",
+      "-l",
+      `127.0.0.1:${port}`,
+      "-o",
+      upstream,
+      ...flags,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  process.stdout.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
+  process.stderr.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
+  const deadline = Date.now() + 15_000;
+  while (!text.includes("listening on")) {
+    if (Date.now() > deadline) throw new Error(`bridge did not start: ${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return { url: `http://127.0.0.1:${port}`, process, output: () => text };
+}
+
+function startStream(url: string): Promise<Response> {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    body: JSON.stringify({ model: "m", stream: true, messages: [] }),
+  });
+}
+
+Deno.test("SIGTERM during a 1 s stream lets it finish, then the process exits 0", async () => {
+  const upstream = new FakeUpstream({ chunkDelayMs: 250, chunkSize: 8 });
+  const bridge = await spawnBridge(upstream.url);
+  try {
+    const response = await startStream(bridge.url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    bridge.process.kill("SIGTERM");
+    let text = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      text += new TextDecoder().decode(chunk.value);
+    }
+    assert(text.endsWith("data: [DONE]\n\n"), "the stream finished normally");
+    const status = await bridge.process.status;
+    assertEquals(status.code, 0);
+    assertMatch(bridge.output(), /SIGTERM: draining/);
+    assertMatch(bridge.output(), /stopped/);
+    // New connections are refused once draining began.
+    assert((await fetch(`${bridge.url}/health`).catch((error) => error)) instanceof Error);
+  } finally {
+    await upstream.close();
+  }
+});
+
+Deno.test("streams still open at --shutdown-timeout end with an error event, and the process exits", async () => {
+  const upstream = new FakeUpstream({ chunkDelayMs: 400, chunkSize: 2 });
+  const bridge = await spawnBridge(upstream.url, "--shutdown-timeout", "300");
+  try {
+    const response = await startStream(bridge.url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    const start = performance.now();
+    bridge.process.kill("SIGTERM");
+    let text = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      text += new TextDecoder().decode(chunk.value);
+    }
+    assertMatch(
+      text,
+      /event: error\ndata: \{"error":\{"message":"The bridge is shutting down[^"]*","type":"server_error","code":"shutting_down"/,
+    );
+    assert(!text.includes("[DONE]"));
+    const status = await bridge.process.status;
+    assertEquals(status.code, 0);
+    assert(performance.now() - start < 3000, "exited soon after the deadline");
+    await upstream.waitForStreamEnds(1); // the upstream stream was cancelled, not left running
+  } finally {
+    await upstream.close();
+  }
+});
+
+Deno.test("a second signal exits at once", async () => {
+  const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
+  const bridge = await spawnBridge(upstream.url);
+  try {
+    const response = await startStream(bridge.url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    const start = performance.now();
+    bridge.process.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    bridge.process.kill("SIGINT");
+    const status = await bridge.process.status;
+    assertEquals(status.code, 1);
+    assert(performance.now() - start < 2000);
+    await reader.cancel().catch(() => {});
+    assertMatch(bridge.output(), /SIGINT again: exiting now/);
+  } finally {
+    await upstream.close();
+  }
+});
+
+Deno.test("/ready answers 503 while draining; /health stays 200", async () => {
+  await using t = await startTestBridge();
+  t.running.bridge.lifecycle.startDraining();
+  const ready = await t.running.bridge.app.request("/ready");
+  assertEquals(ready.status, 503);
+  assertEquals(await ready.json(), { status: "draining" });
+  assertEquals((await t.running.bridge.app.request("/health")).status, 200);
+});
