@@ -60,6 +60,12 @@ export class PayloadTooLarge extends BridgeError {
   }
 }
 
+export class UriTooLong extends BridgeError {
+  constructor(limit: number) {
+    super(414, "invalid_request_error", "uri_too_long", `Request URL is longer than ${limit} characters.`);
+  }
+}
+
 export class RequestTimeout extends BridgeError {
   constructor(ms: number) {
     super(408, "invalid_request_error", "request_timeout", `Request body was not received within ${ms} ms.`);

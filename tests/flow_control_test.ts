@@ -189,3 +189,40 @@ Deno.test("--keepalive-interval 0 sends none; NDJSON streams never get comments"
   await using n = await startTestBridge(["--keepalive-interval", "50"], { upstream: { chunkDelayMs: 150 } });
   assert(!(await (await n.post("/api/chat", chat)).text()).includes("keep-alive"));
 });
+
+Deno.test("a client that sends its body too slowly gets 408, and others are served meanwhile", async () => {
+  await using t = await startTestBridge(["--body-read-timeout", "1000"]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(t.url).port) });
+  const encoder = new TextEncoder();
+  await conn.write(
+    encoder.encode('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"model"'),
+  );
+  const start = performance.now();
+  const other = await t.post("/v1/chat/completions", chat);
+  assertEquals(other.status, 200);
+  await other.body?.cancel();
+  assert(performance.now() - start < 500, "another client was served while the slow one dawdled");
+  const buffer = new Uint8Array(1024);
+  const n = await conn.read(buffer);
+  const answer = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+  assertMatch(answer, /^HTTP\/1\.1 408 /);
+  assertMatch(answer, /"code":"request_timeout"/);
+  assert(performance.now() - start >= 900);
+  conn.close();
+  assertEquals(t.upstream.calls, 1);
+});
+
+Deno.test("an over-long URL gets 414; oversized headers are refused by the HTTP server", async () => {
+  await using t = await startTestBridge();
+  const long = await fetch(`${t.url}/v1/models?q=${"a".repeat(20_000)}`);
+  assertEquals(long.status, 414);
+  assertEquals((await long.json()).error.code, "uri_too_long");
+  const big = await fetch(`${t.url}/v1/models`, { headers: { "x-big": "a".repeat(200_000) } }).catch((
+    error,
+  ) => error);
+  if (big instanceof Response) {
+    assertEquals(big.status, 400);
+    await big.body?.cancel();
+  }
+  assertEquals(t.upstream.calls, 0);
+});

@@ -4,7 +4,7 @@
  * the endpoints the bridge understands, so a malformed request is answered 400 without touching the upstream.
  */
 import type { MiddlewareHandler } from "hono";
-import { InvalidRequest, PayloadTooLarge, RequestTimeout } from "../errors.ts";
+import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../errors.ts";
 import { endpointKind } from "../proxy/endpoints.ts";
 import type { ProxyRequest } from "../proxy/request.ts";
 import { Cancellation, schedule } from "../time.ts";
@@ -29,7 +29,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
     const raw = c.req.raw;
     const url = c.req.url;
     if (url.length > MAX_URL_LENGTH) {
-      throw new InvalidRequest(`URL is longer than ${MAX_URL_LENGTH} characters.`, "url_too_long");
+      throw new UriTooLong(MAX_URL_LENGTH);
     }
     const queryStart = url.indexOf("?");
     const method = raw.method;
