@@ -84,9 +84,13 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           const cause = failure(error);
           if (!(cause instanceof UpstreamUnreachable)) throw cause;
           metrics.upstreamErrors.inc();
+          log.warn("upstream unreachable: is it running, and is --ollama right?", {
+            url,
+            attempt: attempt + 1,
+            error: cause.message,
+          });
           if (attempt >= retry.attempts) throw cause;
           reason = "network_error";
-          log.warn("upstream unreachable", { url, attempt: attempt + 1, error: cause.message });
         }
         if (response) {
           metrics.upstreamDuration.observe(
