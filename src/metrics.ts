@@ -111,6 +111,11 @@ export class BridgeMetrics {
     help: "SSE keep-alive comments sent while the upstream was silent.",
     registers: [this.registry],
   });
+  readonly thinkBlocks = new Counter({
+    name: "bridge_think_blocks_removed_total",
+    help: "Think blocks the think filter took out of answers (stripped or moved to a reasoning field).",
+    registers: [this.registry],
+  });
   readonly memory = new Gauge({
     name: "bridge_memory_bytes",
     help: "Memory of the bridge process from Deno.memoryUsage(), by kind.",

@@ -58,7 +58,13 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
   );
   const proxy = [
     readRequest({ maxBodyBytes: config.maxBodyBytes, bodyReadTimeoutMs: config.bodyReadTimeoutMs }),
-    proxyHandler({ upstream, lifecycle, metrics, keepaliveIntervalMs: config.keepaliveIntervalMs }),
+    proxyHandler({
+      upstream,
+      lifecycle,
+      metrics,
+      keepaliveIntervalMs: config.keepaliveIntervalMs,
+      think: config.think,
+    }),
   ] as const;
   app.all("/v1/*", ...proxy);
   app.all("/api/*", ...proxy);

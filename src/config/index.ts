@@ -4,13 +4,16 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { VERSION } from "../version.ts";
+import type { ThinkSettings } from "../filter/think_answer.ts";
 import type { UpstreamClientKind } from "../transport/index.ts";
 import {
   byteSize,
   integerIn,
   type ListenAddress,
   listenAddress,
+  nameList,
   oneOf,
+  pattern,
   switchValue,
   upstreamUrl,
 } from "./values.ts";
@@ -38,6 +41,8 @@ export interface Config {
   readonly bodyReadTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
+  readonly think?: ThinkSettings;
 }
 
 /** Builds the option; the environment variable is named after the long flag. */
@@ -50,7 +55,7 @@ function flag(
   const long = /--([a-z0-9-]+)/.exec(flags)![1];
   const option = new Option(flags, description).env(`BRIDGE_${long.toUpperCase().replaceAll("-", "_")}`);
   if (parse) option.argParser(parse);
-  if (fallback !== undefined) option.default(fallback, String(fallback));
+  if (fallback !== undefined) option.default(fallback, String(fallback) || "none");
   return option;
 }
 
@@ -114,6 +119,26 @@ function buildProgram(): Command {
       "how long a stop waits for in-flight requests, 0-86400000",
       integerIn(0, 86_400_000),
       30_000,
+    ),
+    flag("--disable-think-filter", "pass <think> reasoning blocks through to clients"),
+    flag(
+      "--think-tags <names>",
+      "tag names the think filter removes, comma-separated",
+      nameList,
+      "think,thinking",
+    ),
+    flag(
+      "--think-mode <mode>",
+      "strip: delete reasoning; field: move it to reasoning_content (OpenAI) or thinking (Ollama)",
+      oneOf("strip", "field"),
+      "strip",
+    ),
+    flag(
+      "--think-implicit-open <regex>",
+      "models (regex on the name, such as r1-distill) whose prompt template opens the think block, so text " +
+        "before a lone </think> is reasoning; their answers are held until that tag (default: none)",
+      pattern,
+      "",
     ),
   ];
   for (const option of options) program.addOption(option);
@@ -194,5 +219,12 @@ export function parseConfig(
     bodyReadTimeoutMs: o.bodyReadTimeout,
     keepaliveIntervalMs: o.keepaliveInterval,
     shutdownTimeoutMs: o.shutdownTimeout,
+    think: o.disableThinkFilter ? undefined : Object.freeze({
+      tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),
+      mode: o.thinkMode,
+      implicitModels: typeof o.thinkImplicitOpen === "string"
+        ? pattern(o.thinkImplicitOpen)
+        : o.thinkImplicitOpen,
+    }),
   });
 }

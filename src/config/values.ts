@@ -81,3 +81,22 @@ export function switchValue(raw: string): boolean {
   if (["0", "false", "no", "off", ""].includes(value)) return false;
   throw new InvalidArgumentError("Expected true or false.");
 }
+
+/** A comma-separated list of tag names such as `think,thinking`. */
+export function nameList(raw: string): string[] {
+  const names = raw.split(",").map((name) => name.trim()).filter(Boolean);
+  if (!names.length || names.some((name) => !/^[A-Za-z][\w.-]{0,31}$/.test(name))) {
+    throw new InvalidArgumentError("Expected tag names separated by commas, such as think,thinking.");
+  }
+  return names;
+}
+
+/** A case-insensitive regular expression; an empty value means none. */
+export function pattern(raw: string): RegExp | undefined {
+  if (!raw.trim()) return undefined;
+  try {
+    return new RegExp(raw, "i");
+  } catch (error) {
+    throw new InvalidArgumentError(`Expected a regular expression: ${(error as Error).message}.`);
+  }
+}

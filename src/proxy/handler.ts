@@ -8,6 +8,7 @@ import type { Lifecycle } from "../lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../metrics.ts";
 import { streamFormat } from "../stream/format.ts";
 import { relay, type RelayOutcome } from "../stream/relay.ts";
+import { answerFilter, type ThinkSettings } from "../filter/think_answer.ts";
 import { completeBodySize } from "../transport/index.ts";
 import type { UpstreamClient } from "./upstream.ts";
 
@@ -16,6 +17,8 @@ export interface ProxyHandlerOptions {
   lifecycle: Lifecycle;
   metrics: BridgeMetrics;
   keepaliveIntervalMs: number;
+  /** The think filter's settings; undefined turns it off. */
+  think?: ThinkSettings;
 }
 
 export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
@@ -28,23 +31,31 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
     trace.upstreamStatus = status;
     // The transport hands back end-to-end headers only, on a response the bridge may change.
     const headers = response.headers;
-    const size = completeBodySize(response);
-    if (size !== undefined) {
-      exchange.release();
-      trace.bytes = size;
-      return response;
-    }
+    const filter = status >= 200 && status < 300 && options.think
+      ? answerFilter(request.kind, request.json?.model, options.think)
+      : undefined;
+    const countBlocks = () => filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
     const contentType = headers.get("content-type");
     const format = streamFormat(contentType);
+    const completeSize = completeBodySize(response);
 
-    if (!response.body || (!format && isJson(contentType))) {
-      let body: ArrayBuffer | null;
+    if (completeSize !== undefined && !filter) {
+      exchange.release();
+      trace.bytes = completeSize;
+      return response;
+    }
+    if (completeSize !== undefined || !response.body || (!format && isJson(contentType))) {
+      let body: Uint8Array<ArrayBuffer> | null;
       try {
-        body = response.body ? await response.arrayBuffer() : null;
+        body = response.body ? await response.bytes() : null;
       } catch (error) {
         throw exchange.failure(error);
       } finally {
         exchange.release();
+      }
+      if (body && filter) {
+        body = filter.body(body);
+        countBlocks();
       }
       trace.bytes = body?.byteLength ?? 0;
       return new Response(body, { status, headers });
@@ -58,7 +69,8 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
     let bytes = 0;
     let resolveEnd!: (outcome: RelayOutcome) => void;
     trace.streamEnd = new Promise((resolve) => resolveEnd = resolve);
-    const body = relay(response.body, {
+    const source = filter && format ? response.body.pipeThrough(filter.stream(format)) : response.body;
+    const body = relay(source, {
       format,
       keepaliveMs: options.keepaliveIntervalMs,
       stop: options.lifecycle.deadline,
@@ -70,6 +82,7 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
       onKeepalive: () => options.metrics.keepalives.inc(),
       onEnd: (outcome, error) => {
         exchange.release();
+        countBlocks();
         if (error) {
           options.metrics.upstreamErrors.inc();
           trace.notes.error = error.code;

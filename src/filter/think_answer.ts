@@ -1,0 +1,216 @@
+/**
+ * Applies the think filter to every answer shape the bridge understands: OpenAI chat and completions (JSON and
+ * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
+ * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
+ */
+import type { EndpointKind } from "../proxy/endpoints.ts";
+import { mapNdjson } from "../stream/ndjson.ts";
+import type { StreamFormat } from "../stream/format.ts";
+import { mapSse, type SseEvent } from "../stream/sse.ts";
+import { ThinkFilter, type ThinkOutput } from "./think.ts";
+
+export type ThinkMode = "strip" | "field";
+
+export interface ThinkSettings {
+  readonly tags: readonly string[];
+  readonly mode: ThinkMode;
+  /** Models whose prompt template opens the think block for them (R1-distill); undefined: none. */
+  readonly implicitModels?: RegExp;
+}
+
+/** The think filter of one answer. */
+export interface AnswerFilter {
+  /** Filters a whole JSON answer; returns the same bytes when there is nothing to filter. */
+  body(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer>;
+  /** Filters a streamed answer. */
+  stream(format: StreamFormat): TransformStream<Uint8Array, Uint8Array>;
+  /** Blocks removed so far. */
+  readonly blocksRemoved: number;
+}
+
+type Json = Record<string, unknown>;
+
+/** Where an answer shape keeps its text: the object holding it, and the field names. */
+interface Dialect {
+  /** The objects holding text in one answer or chunk, with their choice index. */
+  holders(answer: Json, streamed: boolean): { index: number; holder: Json; done: boolean }[];
+  text: string;
+  reasoning: string;
+  /** Keys of a text holder that make a stream chunk worth sending even when its text became empty. */
+  meaningful: readonly string[];
+  /** A chunk or line carrying only `content` for choice `index`, shaped like `last`. */
+  synthesize(last: Json, index: number, content: string, reasoning: string, streamed: boolean): Json;
+}
+
+const openai = (text: "content" | "text"): Dialect => ({
+  holders(answer, streamed) {
+    const choices = Array.isArray(answer.choices) ? answer.choices as Json[] : [];
+    return choices.map((choice) => {
+      const holder = text === "text" ? choice : (choice[streamed ? "delta" : "message"] ?? {}) as Json;
+      return { index: Number(choice.index ?? 0), holder, done: choice.finish_reason != null };
+    });
+  },
+  text,
+  reasoning: "reasoning_content",
+  meaningful: ["role", "tool_calls", "function_call", "refusal", "logprobs"],
+  synthesize(last, index, content, reasoning, streamed) {
+    const body: Json = { [text]: content };
+    if (reasoning) body.reasoning_content = reasoning;
+    const choice = text === "text" ? { index, ...body, finish_reason: null } : {
+      index,
+      [streamed ? "delta" : "message"]: body,
+      finish_reason: null,
+    };
+    return { ...last, choices: [choice], usage: undefined };
+  },
+});
+
+const ollama = (text: "message" | "response"): Dialect => ({
+  holders(answer) {
+    const holder = text === "message" ? (answer.message ?? {}) as Json : answer;
+    return [{ index: 0, holder, done: answer.done === true }];
+  },
+  text: text === "message" ? "content" : "response",
+  reasoning: "thinking",
+  // Every Ollama line has a role, so a role alone does not make a line worth sending.
+  meaningful: ["tool_calls", "images"],
+  synthesize(last, _index, content, reasoning) {
+    const field = text === "message" ? "content" : "response";
+    const body: Json = { [field]: content };
+    if (reasoning) body.thinking = reasoning;
+    const base = { model: last.model, created_at: last.created_at, done: false };
+    return text === "message" ? { ...base, message: { role: "assistant", ...body } } : { ...base, ...body };
+  },
+});
+
+const DIALECTS: Partial<Record<EndpointKind, Dialect>> = {
+  "openai-chat": openai("content"),
+  "openai-completion": openai("text"),
+  "ollama-chat": ollama("message"),
+  "ollama-generate": ollama("response"),
+};
+
+/** The think filter for an answer of this endpoint and model, or undefined where it does not apply. */
+export function answerFilter(
+  kind: EndpointKind | undefined,
+  model: unknown,
+  settings: ThinkSettings,
+): AnswerFilter | undefined {
+  const dialect = kind ? DIALECTS[kind] : undefined;
+  if (!dialect) return undefined;
+  const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
+  const filters = new Map<number, ThinkFilter>();
+  const ended = new Set<number>();
+  const filterOf = (index: number) => {
+    let filter = filters.get(index);
+    if (!filter) filters.set(index, filter = new ThinkFilter({ tags: settings.tags, implicitOpen }));
+    return filter;
+  };
+  const keepReasoning = settings.mode === "field";
+  let last: Json = {};
+
+  /** Filters the text of every holder in one answer or chunk; returns whether anything worth sending is left. */
+  function apply(answer: Json, streamed: boolean): boolean {
+    let worthSending = false;
+    for (const { index, holder, done } of dialect!.holders(answer, streamed)) {
+      const filter = filterOf(index);
+      let out: ThinkOutput = { content: "", reasoning: "" };
+      // The upstream reports reasoning apart (Ollama's OpenAI API calls it `reasoning`): its text is all answer.
+      if (holder[dialect!.reasoning] || holder.reasoning) out = join(out, filter.decideNoImplicitBlock());
+      const text = holder[dialect!.text];
+      if (typeof text === "string") out = join(out, filter.push(text));
+      if (done || !streamed) {
+        out = join(out, filter.end());
+        ended.add(index);
+      }
+      if (typeof text === "string" || out.content) holder[dialect!.text] = out.content;
+      if (keepReasoning && out.reasoning) {
+        holder[dialect!.reasoning] = String(holder[dialect!.reasoning] ?? "") + out.reasoning;
+      }
+      worthSending ||= done || out.content !== "" || Boolean(holder[dialect!.reasoning]) ||
+        dialect!.meaningful.some((key) => holder[key] != null);
+    }
+    return worthSending;
+  }
+
+  /** What filters still hold at the end of a stream, as extra chunks. */
+  function flush(streamed: boolean): Json[] {
+    const extra: Json[] = [];
+    for (const [index, filter] of filters) {
+      if (ended.has(index)) continue;
+      ended.add(index);
+      const out = filter.end();
+      if (out.content || (keepReasoning && out.reasoning)) {
+        extra.push(
+          dialect!.synthesize(last, index, out.content, keepReasoning ? out.reasoning : "", streamed),
+        );
+      }
+    }
+    return extra;
+  }
+
+  return {
+    get blocksRemoved() {
+      let blocks = 0;
+      for (const filter of filters.values()) blocks += filter.blocksRemoved;
+      return blocks;
+    },
+
+    body(bytes) {
+      const text = new TextDecoder().decode(bytes);
+      if (!settings.tags.some((tag) => text.includes(tag))) return bytes;
+      let answer: Json;
+      try {
+        answer = JSON.parse(text);
+      } catch {
+        return bytes;
+      }
+      apply(answer, false);
+      return new TextEncoder().encode(JSON.stringify(answer));
+    },
+
+    stream(format) {
+      if (format === "sse") {
+        return mapSse({
+          event(event) {
+            if (event.data === "[DONE]") return [...flush(true).map(asEvent), event];
+            const chunk = parseObject(event.data);
+            if (!chunk) return [event];
+            last = chunk;
+            return apply(chunk, true) || Array.isArray(chunk.choices) && chunk.choices.length === 0 ||
+                chunk.usage
+              ? [{ ...event, data: JSON.stringify(chunk) }]
+              : [];
+          },
+          end: () => flush(true).map(asEvent),
+        });
+      }
+      return mapNdjson({
+        line(text) {
+          const line = parseObject(text);
+          if (!line) return [text];
+          last = line;
+          return apply(line, true) ? [JSON.stringify(line)] : [];
+        },
+        end: () => flush(true).map((line) => JSON.stringify(line)),
+      });
+    },
+  };
+}
+
+function asEvent(chunk: Json): SseEvent {
+  return { data: JSON.stringify(chunk) };
+}
+
+function join(a: ThinkOutput, b: ThinkOutput): ThinkOutput {
+  return { content: a.content + b.content, reasoning: a.reasoning + b.reasoning };
+}
+
+function parseObject(text: string): Json | undefined {
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
