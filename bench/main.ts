@@ -6,6 +6,7 @@ import { hasWrk, loadGenerator } from "./lib/load.ts";
 import { hasTaskset } from "./lib/procs.ts";
 import { printTable, type Row, writeResults } from "./lib/report.ts";
 import { passthrough } from "./scenarios/passthrough.ts";
+import { think } from "./scenarios/think.ts";
 
 const quick = Deno.args.includes("--quick");
 const context = quick
@@ -20,7 +21,11 @@ console.log(
 if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
 
 const rows: Row[] = [];
-rows.push(...await passthrough(context));
+const scenarios = { passthrough, think };
+const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
+for (const [name, run] of Object.entries(scenarios)) {
+  if (!only || only.includes(name)) rows.push(...await run(context));
+}
 
 console.log();
 printTable(rows);

@@ -356,6 +356,10 @@ if (import.meta.main) {
     const index = Deno.args.indexOf(name);
     return index >= 0 ? Number(Deno.args[index + 1]) : fallback;
   };
-  const fake = new FakeUpstream({ port: arg("--port", 11434), chunkDelayMs: arg("--chunk-delay", 0) });
+  // --think-demo MARK: answers like a reasoning model, a think block first, then an answer starting with MARK.
+  const mark = Deno.args.indexOf("--think-demo");
+  const reply = mark < 0 ? undefined : `<think>\n${"Let me think about this. ".repeat(20)}\n</think>\n\n` +
+    `${Deno.args[mark + 1]} ${"and the answer goes on. ".repeat(40)}`;
+  const fake = new FakeUpstream({ port: arg("--port", 11434), chunkDelayMs: arg("--chunk-delay", 0), reply });
   console.log(`fake upstream listening on ${fake.url}`);
 }

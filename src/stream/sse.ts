@@ -31,7 +31,7 @@ export function mapSse(mapper: SseMapper): TransformStream<Uint8Array, Uint8Arra
       for (const mapped of mapper.event(event)) output += encodeSse(mapped);
     },
     onComment(comment) {
-      output += `:${comment}\n\n`;
+      output += `: ${comment}\n\n`; // the parser drops the space after the colon
     },
   });
   return new TransformStream({
