@@ -5,6 +5,24 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
+/** What the metrics read from the cache (kept structural so this module does not depend on the cache's). */
+export interface CacheView {
+  readonly path: string;
+  readonly tiers: {
+    readonly memory: { readonly size: number; readonly bytes: number };
+    readonly disk: { readonly count: number };
+    readonly promotion: { readonly threshold: number };
+  };
+}
+
+function fileSize(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 const LATENCY_BUCKETS = [
   0.0005,
   0.001,
@@ -116,6 +134,67 @@ export class BridgeMetrics {
     help: "Think blocks the think filter took out of answers (stripped or moved to a reasoning field).",
     registers: [this.registry],
   });
+  readonly cacheRequests = new Counter({
+    name: "bridge_cache_requests_total",
+    help: "Cacheable requests by outcome: HIT-MEMORY, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly cacheEvictions = new Counter({
+    name: "bridge_cache_evictions_total",
+    help: "Entries pushed out of a cache tier to make room.",
+    labelNames: ["tier"] as const,
+    registers: [this.registry],
+  });
+  readonly cachePromotions = new Counter({
+    name: "bridge_cache_promotions_total",
+    help: "Disk-tier entries copied into the memory tier for being read often.",
+    registers: [this.registry],
+  });
+  readonly coalesced = new Counter({
+    name: "bridge_coalesced_requests_total",
+    help: "Requests that joined an identical request already on its way upstream.",
+    registers: [this.registry],
+  });
+  readonly cacheSavedTokens = new Counter({
+    name: "bridge_cache_saved_tokens_total",
+    help: "Tokens the upstream did not have to spend because an answer came from the cache (from its usage).",
+    registers: [this.registry],
+  });
+  readonly #cacheEntries = new Gauge({
+    name: "bridge_cache_entries",
+    help: "Entries in each cache tier.",
+    labelNames: ["tier"] as const,
+    registers: [this.registry],
+  });
+  readonly #cacheBytes = new Gauge({
+    name: "bridge_cache_bytes",
+    help: "Bytes held by each cache tier (disk: the store's files).",
+    labelNames: ["tier"] as const,
+    registers: [this.registry],
+  });
+  readonly #hotThreshold = new Gauge({
+    name: "bridge_cache_hot_threshold",
+    help: "Reads per minute that currently promote a disk-tier entry to memory (adapts).",
+    registers: [this.registry],
+  });
+
+  /** Reads the cache's gauges at every scrape. */
+  observeCache(cache: CacheView): void {
+    const entries = this.#cacheEntries;
+    const bytes = this.#cacheBytes;
+    const threshold = this.#hotThreshold;
+    this.#collectCache = () => {
+      entries.set({ tier: "memory" }, cache.tiers.memory.size);
+      entries.set({ tier: "disk" }, cache.tiers.disk.count);
+      bytes.set({ tier: "memory" }, cache.tiers.memory.bytes);
+      bytes.set({ tier: "disk" }, fileSize(cache.path) + fileSize(`${cache.path}-wal`));
+      threshold.set(cache.tiers.promotion.threshold);
+    };
+  }
+
+  #collectCache = () => {};
+
   readonly memory = new Gauge({
     name: "bridge_memory_bytes",
     help: "Memory of the bridge process from Deno.memoryUsage(), by kind.",
@@ -132,6 +211,7 @@ export class BridgeMetrics {
 
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {
+    this.#collectCache();
     return this.registry.metrics();
   }
 }

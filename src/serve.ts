@@ -17,8 +17,8 @@ export interface RunningBridge {
 /** How long streams get to deliver their error event after the drain deadline. */
 const FINAL_FLUSH_MS = 250;
 
-export function startBridge(config: Config, deps: BridgeDependencies): Promise<RunningBridge> {
-  const bridge = createBridge(config, deps);
+export async function startBridge(config: Config, deps: BridgeDependencies): Promise<RunningBridge> {
+  const bridge = await createBridge(config, deps);
   return new Promise((resolve, reject) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
@@ -31,7 +31,7 @@ export function startBridge(config: Config, deps: BridgeDependencies): Promise<R
         },
       }, bridge.app.fetch);
     } catch (error) {
-      reject(error);
+      bridge.close().finally(() => reject(error));
       return;
     }
 

@@ -3,6 +3,7 @@
  * Every error thrown by a step reaches `onError`, which answers in OpenAI's error shape.
  */
 import { Hono } from "hono";
+import { CacheService } from "./cache/service.ts";
 import type { Config } from "./config/index.ts";
 import { asBridgeError, NotFound } from "./errors.ts";
 import { Lifecycle } from "./lifecycle.ts";
@@ -29,7 +30,7 @@ export interface BridgeDependencies {
   fetch?: UpstreamFetch;
 }
 
-export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
+export async function createBridge(config: Config, deps: BridgeDependencies): Promise<Bridge> {
   const { log } = deps;
   const metrics = new BridgeMetrics();
   const lifecycle = new Lifecycle();
@@ -44,6 +45,7 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
     log,
     fetch: deps.fetch ?? transport.fetch,
   });
+  const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
 
   const app = new Hono();
   app.use(accessLog(log, metrics));
@@ -64,6 +66,7 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
       metrics,
       keepaliveIntervalMs: config.keepaliveIntervalMs,
       think: config.think,
+      cache,
     }),
   ] as const;
   app.all("/v1/*", ...proxy);
@@ -85,9 +88,9 @@ export function createBridge(config: Config, deps: BridgeDependencies): Bridge {
     app,
     lifecycle,
     metrics,
-    close: () => {
+    async close() {
       transport.close();
-      return Promise.resolve();
+      await cache?.close();
     },
   };
 }

@@ -22,13 +22,15 @@ export interface TestBridgeOptions {
   upstream?: FakeUpstreamOptions;
   /** Upstream base URL to use instead of the fake's (the fake still starts). */
   upstreamUrl?: string;
+  /** A fake upstream that outlives this bridge (for restarts); the test closes it. */
+  sharedUpstream?: FakeUpstream;
 }
 
 export async function startTestBridge(
   flags: string[] = [],
   options: TestBridgeOptions = {},
 ): Promise<TestBridge> {
-  const upstream = new FakeUpstream(options.upstream);
+  const upstream = options.sharedUpstream ?? new FakeUpstream(options.upstream);
   const logs: string[] = [];
   const config = parseConfig([
     "--listen",
@@ -61,7 +63,7 @@ export async function startTestBridge(
       }),
     async [Symbol.asyncDispose]() {
       await running.stop();
-      await upstream.close();
+      if (!options.sharedUpstream) await upstream.close();
     },
   };
 }
@@ -81,4 +83,10 @@ export function sseData(text: string): Record<string, unknown>[] {
   return text.split("\n")
     .filter((line) => line.startsWith("data: ") && line !== "data: [DONE]")
     .map((line) => JSON.parse(line.slice(6)));
+}
+
+/** A fresh temporary directory for a cache, removed when disposed. */
+export async function tempCacheDir(): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "bridge-cache-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { VERSION } from "../version.ts";
+import type { CacheSettings } from "../cache/service.ts";
 import type { ThinkSettings } from "../filter/think_answer.ts";
 import type { UpstreamClientKind } from "../transport/index.ts";
 import {
@@ -41,6 +42,8 @@ export interface Config {
   readonly bodyReadTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** The cache's settings, or undefined unless `--enable-cache` is given. */
+  readonly cache?: CacheSettings;
   /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
   readonly think?: ThinkSettings;
 }
@@ -119,6 +122,33 @@ function buildProgram(): Command {
       "how long a stop waits for in-flight requests, 0-86400000",
       integerIn(0, 86_400_000),
       30_000,
+    ),
+    flag("--enable-cache", "answer repeated requests from a memory + disk cache"),
+    flag("--cache-dir <dir>", "where the disk tier (a Deno KV store) lives", undefined, "./cache"),
+    flag(
+      "--cache-ttl <ms>",
+      "how long an answer is served from the cache, 30000-86400000",
+      integerIn(30_000, 86_400_000),
+      30_000,
+    ),
+    flag(
+      "--cache-max-entries <n>",
+      "disk-tier entries, oldest evicted first, 4500-1000000",
+      integerIn(4500, 1_000_000),
+      65535,
+    ),
+    flag(
+      "--cache-hot-threshold <n>",
+      "reads per minute that promote a disk entry to memory (a starting value: it adapts), 1-100000",
+      integerIn(1, 100_000),
+      12,
+    ),
+    flag("--cache-memory-entries <n>", "memory-tier entries, 16-10000000", integerIn(16, 10_000_000), 8192),
+    flag(
+      "--cache-memory-bytes <bytes>",
+      "memory-tier size, 1MiB-64GiB",
+      byteSize(1024 ** 2, 64 * 1024 ** 3),
+      "256MiB",
     ),
     flag("--disable-think-filter", "pass <think> reasoning blocks through to clients"),
     flag(
@@ -219,6 +249,16 @@ export function parseConfig(
     bodyReadTimeoutMs: o.bodyReadTimeout,
     keepaliveIntervalMs: o.keepaliveInterval,
     shutdownTimeoutMs: o.shutdownTimeout,
+    cache: !o.enableCache ? undefined : Object.freeze({
+      dir: o.cacheDir,
+      ttlMs: o.cacheTtl,
+      maxEntries: o.cacheMaxEntries,
+      hotThreshold: o.cacheHotThreshold,
+      memoryEntries: o.cacheMemoryEntries,
+      memoryBytes: typeof o.cacheMemoryBytes === "string"
+        ? byteSize(0, Infinity)(o.cacheMemoryBytes)
+        : o.cacheMemoryBytes,
+    }),
     think: o.disableThinkFilter ? undefined : Object.freeze({
       tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),
       mode: o.thinkMode,

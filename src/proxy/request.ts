@@ -15,6 +15,8 @@ export interface ProxyRequest {
   kind?: EndpointKind;
   /** The parsed body of a JSON endpoint. */
   json?: Record<string, unknown>;
+  /** The client's tenant (its access-key label in shared mode); answers are cached per tenant. */
+  tenant?: string;
   /** Aborts when the client goes away. */
   cancellation: Cancellation;
   /** `performance.now()` when the request arrived. */

@@ -1,0 +1,179 @@
+/**
+ * The cache as the proxy uses it: decides whether a request may be answered from the cache, answers hits,
+ * coalesces identical misses into one flight, and stores the flight's answer when it is complete.
+ */
+import { join } from "node:path";
+import { asBridgeError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { BridgeMetrics } from "../metrics.ts";
+import type { RequestTrace } from "../middleware/trace.ts";
+import type { ProxyRequest } from "../proxy/request.ts";
+import type { Answer } from "../proxy/respond.ts";
+import type { UpstreamExchange } from "../proxy/upstream.ts";
+import { monotonicClock } from "../time.ts";
+import { DiskTier } from "./disk.ts";
+import { answerTokens, type CachedAnswer, isCompleteAnswer } from "./entry.ts";
+import { type Flight, Flights } from "./flight.ts";
+import { cacheKey, isCacheable } from "./key.ts";
+import { MemoryTier } from "./memory.ts";
+import { HotPromotion } from "./promotion.ts";
+import { type CacheOutcome, TieredCache } from "./tiered.ts";
+
+export interface CacheSettings {
+  readonly dir: string;
+  readonly ttlMs: number;
+  readonly maxEntries: number;
+  readonly hotThreshold: number;
+  readonly memoryEntries: number;
+  readonly memoryBytes: number;
+}
+
+export interface CacheControl {
+  /** `Cache-Control: no-cache`: do not answer from the cache; the fresh answer replaces the entry. */
+  noCache: boolean;
+  /** `Cache-Control: no-store`: do not store this answer. */
+  noStore: boolean;
+}
+
+/** An answer larger than this is served but not stored. */
+const MAX_STORED_BYTES = 32 * 1024 * 1024;
+const SWEEP_EVERY_MS = 60_000;
+/** Response headers that describe one delivery, not the answer, and are not stored. */
+const UNSTORED_HEADERS = new Set(["date", "age", "x-cache", "set-cookie"]);
+
+export function cacheControl(headers: Headers): CacheControl {
+  const value = headers.get("cache-control")?.toLowerCase() ?? "";
+  return { noCache: /\bno-cache\b/.test(value), noStore: /\bno-store\b/.test(value) };
+}
+
+export class CacheService {
+  readonly flights = new Flights();
+  readonly #sweeper: ReturnType<typeof setInterval>;
+
+  private constructor(
+    readonly tiers: TieredCache,
+    private readonly kv: Deno.Kv,
+    readonly path: string,
+    private readonly settings: CacheSettings,
+    private readonly metrics: BridgeMetrics,
+  ) {
+    this.#sweeper = setInterval(() => this.tiers.sweep(), SWEEP_EVERY_MS);
+    Deno.unrefTimer(this.#sweeper);
+    metrics.observeCache(this);
+  }
+
+  static async open(settings: CacheSettings, metrics: BridgeMetrics, log: Logger): Promise<CacheService> {
+    await Deno.mkdir(settings.dir, { recursive: true });
+    const path = join(settings.dir, "cache.kv");
+    const kv = await Deno.openKv(path);
+    let promotion: HotPromotion;
+    const memory = new MemoryTier({
+      maxEntries: settings.memoryEntries,
+      maxBytes: settings.memoryBytes,
+      onEvict: (key) => {
+        promotion.recordEviction(key);
+        metrics.cacheEvictions.inc({ tier: "memory" });
+      },
+    });
+    promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
+    const disk = await DiskTier.open(kv, {
+      maxEntries: settings.maxEntries,
+      onRemoved: (count, why) =>
+        why === "evicted" && count && metrics.cacheEvictions.inc({ tier: "disk" }, count),
+    });
+    const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log);
+    return new CacheService(tiers, kv, path, settings, metrics);
+  }
+
+  /** The key and cache control of a cacheable request, or undefined for one the cache stays out of. */
+  prepare(request: ProxyRequest): Promise<{ key: string } & CacheControl> | undefined {
+    if (!isCacheable(request)) return undefined;
+    const control = cacheControl(request.headers);
+    return cacheKey(request, request.tenant).then((key) => ({ key, ...control }));
+  }
+
+  /** Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. */
+  async answer(
+    key: string,
+    control: CacheControl,
+    send: () => Promise<UpstreamExchange>,
+    trace: RequestTrace,
+  ): Promise<Answer> {
+    if (!control.noCache) {
+      const hit = await this.tiers.lookup(key);
+      if (hit) {
+        this.#count(hit.outcome, trace);
+        if (hit.answer.tokens) this.metrics.cacheSavedTokens.inc(hit.answer.tokens);
+        return replay(hit.answer, hit.outcome);
+      }
+    }
+    // A refresh (no-cache) makes its own call: an answer already on its way may have started before it.
+    let flight = control.noCache ? undefined : this.flights.get(key);
+    const outcome: CacheOutcome = flight ? "COALESCED" : "MISS";
+    if (flight) this.metrics.coalesced.inc();
+    else {flight = this.flights.start(key, send, (done, complete) =>
+        this.#store(key, done, complete, control));}
+    this.#count(outcome, trace);
+    const view = flight.subscribe();
+    const head = await view.head;
+    trace.upstreamStatus = head.status;
+    const headers = new Headers(head.headers);
+    headers.set("x-cache", outcome);
+    return {
+      status: head.status,
+      headers,
+      format: head.format,
+      body: view.body(),
+      failure: asBridgeError,
+      release: () => {},
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    // Let stores of answers that just completed finish before the store closes.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.kv.close();
+  }
+
+  #count(outcome: CacheOutcome, trace: RequestTrace): void {
+    this.metrics.cacheRequests.inc({ result: outcome });
+    trace.notes.cache = outcome;
+  }
+
+  async #store(key: string, flight: Flight, complete: boolean, control: CacheControl): Promise<void> {
+    if (!complete || control.noStore) return;
+    const head = await flight.head;
+    const body = flight.recorded;
+    if (head.status < 200 || head.status >= 300 || body.length > MAX_STORED_BYTES) return;
+    if (!isCompleteAnswer(head.format, body)) return;
+    const headers: [string, string][] = [];
+    head.headers.forEach((value, name) => UNSTORED_HEADERS.has(name) || headers.push([name, value]));
+    const now = Date.now();
+    const answer: CachedAnswer = {
+      status: head.status,
+      headers,
+      format: head.format,
+      body,
+      storedAt: now,
+      expiresAt: now + this.settings.ttlMs,
+      tokens: answerTokens(head.format, body),
+    };
+    await this.tiers.store(key, answer);
+  }
+}
+
+/** A cached answer as the client gets it, in the shape it was recorded (JSON, SSE or NDJSON). */
+function replay(answer: CachedAnswer, outcome: CacheOutcome): Answer {
+  const headers = new Headers(answer.headers as [string, string][]);
+  headers.set("x-cache", outcome);
+  headers.set("age", String(Math.max(0, Math.floor((Date.now() - answer.storedAt) / 1000))));
+  return {
+    status: answer.status,
+    headers,
+    format: answer.format,
+    body: answer.format ? ReadableStream.from([answer.body]) : answer.body,
+    failure: asBridgeError,
+    release: () => {},
+  };
+}

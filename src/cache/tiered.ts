@@ -1,0 +1,70 @@
+/**
+ * The two tiers together: a lookup tries memory, then disk (counting the read for hot promotion); a store goes
+ * to disk, and reaches memory only by being read often enough. A disk-tier failure is logged and treated as a
+ * miss: the cache never turns a request that could be answered into an error.
+ */
+import type { Logger } from "../log.ts";
+import type { BridgeMetrics } from "../metrics.ts";
+import type { DiskTier } from "./disk.ts";
+import type { CachedAnswer } from "./entry.ts";
+import type { MemoryTier } from "./memory.ts";
+import type { HotPromotion } from "./promotion.ts";
+
+/** How a request was answered, as sent in `X-Cache`, logged and counted. */
+export type CacheOutcome = "HIT-MEMORY" | "HIT-DISK" | "MISS" | "BYPASS" | "COALESCED";
+
+export interface CacheHit {
+  answer: CachedAnswer;
+  outcome: "HIT-MEMORY" | "HIT-DISK";
+}
+
+export class TieredCache {
+  constructor(
+    readonly memory: MemoryTier,
+    readonly disk: DiskTier,
+    readonly promotion: HotPromotion,
+    readonly ttlMs: number,
+    private readonly metrics: BridgeMetrics,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async lookup(key: string): Promise<CacheHit | undefined> {
+    const now = this.now();
+    const cached = this.memory.get(key, now);
+    if (cached) return { answer: cached, outcome: "HIT-MEMORY" };
+    let answer: CachedAnswer | undefined;
+    try {
+      answer = await this.disk.get(key);
+    } catch (error) {
+      this.log.warn("cache read failed; answering from upstream", { error: String(error) });
+      return undefined;
+    }
+    if (!answer) return undefined;
+    if (this.promotion.recordRead(key)) {
+      this.memory.set(key, answer);
+      this.metrics.cachePromotions.inc();
+    }
+    this.promotion.adjust(this.memory.size / this.memory.maxEntries);
+    return { answer, outcome: "HIT-DISK" };
+  }
+
+  async store(key: string, answer: CachedAnswer): Promise<void> {
+    try {
+      await this.disk.set(key, answer);
+      // A stored answer replaces an older one the memory tier may hold.
+      if (this.memory.has(key)) this.memory.set(key, answer);
+    } catch (error) {
+      this.log.warn("cache write failed; the answer was served but not stored", { error: String(error) });
+    }
+  }
+
+  /** Drops expired disk entries; run periodically. */
+  async sweep(): Promise<void> {
+    try {
+      await this.disk.sweep(this.ttlMs);
+    } catch (error) {
+      this.log.warn("cache sweep failed", { error: String(error) });
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Turns an answer — live from the upstream, read from a flight, or replayed from the cache — into the client's
+ * response: the think filter on successful answers, streams relayed chunk by chunk with honest endings, whole
+ * bodies sent whole.
+ */
+import type { BridgeError } from "../errors.ts";
+import { answerFilter, type ThinkSettings } from "../filter/think_answer.ts";
+import type { Lifecycle } from "../lifecycle.ts";
+import { type BridgeMetrics, routeLabel } from "../metrics.ts";
+import type { RequestTrace } from "../middleware/trace.ts";
+import type { StreamFormat } from "../stream/format.ts";
+import { relay, type RelayOutcome } from "../stream/relay.ts";
+import type { ProxyRequest } from "./request.ts";
+
+export interface Answer {
+  readonly status: number;
+  /** The client's copy of the response headers; respond() may add to them. */
+  readonly headers: Headers;
+  readonly format?: StreamFormat;
+  /** The whole body, or a stream of it still arriving. */
+  readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+  /** The upstream's own response, when it may be handed to the client unchanged. */
+  readonly passthrough?: Response;
+  /** The passthrough response's body size, for the log. */
+  readonly size?: number;
+  /** The error to show the client for a failure while reading the body. */
+  failure(error: unknown): BridgeError;
+  /** Called once, when the body has been read, has failed, or was abandoned. */
+  release(): void;
+}
+
+export interface RespondOptions {
+  lifecycle: Lifecycle;
+  metrics: BridgeMetrics;
+  keepaliveIntervalMs: number;
+  think?: ThinkSettings;
+}
+
+export async function respond(
+  answer: Answer,
+  request: ProxyRequest,
+  trace: RequestTrace,
+  options: RespondOptions,
+): Promise<Response> {
+  const { status, headers, format } = answer;
+  const filter = status >= 200 && status < 300 && options.think
+    ? answerFilter(request.kind, request.json?.model, options.think)
+    : undefined;
+  const countBlocks = () => filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
+
+  if (answer.passthrough && !filter) {
+    answer.release();
+    trace.bytes = answer.size;
+    return answer.passthrough;
+  }
+  if (!(answer.body instanceof ReadableStream) || (!format && isJson(headers.get("content-type")))) {
+    let body: Uint8Array<ArrayBuffer> | null;
+    try {
+      body = answer.body instanceof ReadableStream ? await new Response(answer.body).bytes() : answer.body;
+    } catch (error) {
+      throw answer.failure(error);
+    } finally {
+      answer.release();
+    }
+    if (body && filter) {
+      body = filter.body(body);
+      countBlocks();
+    }
+    trace.bytes = body?.byteLength ?? 0;
+    return new Response(body, { status, headers });
+  }
+
+  if (format) {
+    headers.set("cache-control", "no-cache");
+    headers.set("x-accel-buffering", "no");
+  }
+  const route = routeLabel(request.path);
+  let bytes = 0;
+  let resolveEnd!: (outcome: RelayOutcome) => void;
+  trace.streamEnd = new Promise((resolve) => resolveEnd = resolve);
+  const source = filter && format ? answer.body.pipeThrough(filter.stream(format)) : answer.body;
+  const body = relay(source, {
+    format,
+    keepaliveMs: options.keepaliveIntervalMs,
+    stop: options.lifecycle.deadline,
+    failure: answer.failure,
+    onFirstChunk: () => {
+      options.metrics.streamFirstByte.observe({ route }, (performance.now() - request.startedAt) / 1000);
+    },
+    onChunk: (size) => bytes += size,
+    onKeepalive: () => options.metrics.keepalives.inc(),
+    onEnd: (outcome, error) => {
+      answer.release();
+      countBlocks();
+      if (error) {
+        if (error.status >= 500 && error.code !== "shutting_down") options.metrics.upstreamErrors.inc();
+        trace.notes.error = error.code;
+      }
+      trace.bytes = bytes;
+      resolveEnd(outcome);
+    },
+  });
+  return new Response(body, { status, headers });
+}
+
+function isJson(contentType: string | null): boolean {
+  return contentType !== null && /^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType);
+}
