@@ -90,3 +90,43 @@ export async function tempCacheDir(): Promise<AsyncDisposable & { path: string }
   const path = await Deno.makeTempDir({ prefix: "bridge-cache-" });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
+
+/** Runs main.ts as a child process on a free port (for signals and crashes); resolves once it listens. */
+export interface Child {
+  url: string;
+  process: Deno.ChildProcess;
+  output: () => string;
+}
+
+export async function spawnBridge(upstream: string, ...flags: string[]): Promise<Child> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "main.ts",
+      "-l",
+      `127.0.0.1:${port}`,
+      "-o",
+      upstream,
+      ...flags,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  process.stdout.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
+  process.stderr.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
+  const deadline = Date.now() + 15_000;
+  while (!text.includes("listening on")) {
+    if (Date.now() > deadline) throw new Error(`bridge did not start: ${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return { url: `http://127.0.0.1:${port}`, process, output: () => text };
+}

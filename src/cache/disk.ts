@@ -132,7 +132,8 @@ export class DiskTier {
   async sweep(ttlMs: number): Promise<number> {
     let removed = 0;
     await (this.#trimming = this.#trimming.then(async () => {
-      removed = await this.#removeOldest(Infinity, this.#now() - ttlMs);
+      // An entry is expired once `storedAt + ttl <= now`; the list's end bound is exclusive, hence the + 1.
+      removed = await this.#removeOldest(Infinity, this.#now() - ttlMs + 1);
       this.options.onRemoved?.(removed, "expired");
     }));
     return removed;
