@@ -19,10 +19,16 @@ Deno.test("SIGKILL while writing large answers: after a restart every answer is 
       { length: 40 },
       (_, n) => ask(first.url, n).then((r) => r.arrayBuffer()).then(() => answered++).catch(() => null),
     );
-    // Kill it once some answers are complete (and stored, or being stored) while others are still coming.
-    while (answered < 8) await new Promise((resolve) => setTimeout(resolve, 5));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Kill it once some answers are stored, while others are still coming or being written.
+    const stored = async () => {
+      const metrics = await (await fetch(`${first.url}/metrics`)).text();
+      return Number(/bridge_cache_entries\{tier="disk"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    };
+    let storedAtKill = 0;
+    while ((storedAtKill = await stored()) < 3) await new Promise((resolve) => setTimeout(resolve, 5));
     first.process.kill("SIGKILL");
+    // Stores trail the answers: most are still being written when the process dies.
+    assert(storedAtKill < 40, "the kill came while answers were still being written");
     await first.process.status;
     await Promise.all(inFlight);
 

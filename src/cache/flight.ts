@@ -64,27 +64,23 @@ export class Flight {
       if (--this.#subscribers === 0 && this.#state === "running") this.#cancelUpstream();
     };
     let index = 0;
-    const flight = this;
+    const pull = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      for (;;) {
+        if (index < this.#chunks.length) return controller.enqueue(this.#chunks[index++]);
+        if (this.#state === "complete") {
+          leave();
+          return controller.close();
+        }
+        if (this.#state === "failed") {
+          leave();
+          return controller.error(this.#error);
+        }
+        await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      }
+    };
     return {
       head: this.head,
-      body: () =>
-        new ReadableStream<Uint8Array>({
-          async pull(controller) {
-            for (;;) {
-              if (index < flight.#chunks.length) return controller.enqueue(flight.#chunks[index++]);
-              if (flight.#state === "complete") {
-                leave();
-                return controller.close();
-              }
-              if (flight.#state === "failed") {
-                leave();
-                return controller.error(flight.#error);
-              }
-              await new Promise<void>((resolve) => flight.#waiters.push(resolve));
-            }
-          },
-          cancel: leave,
-        }, { highWaterMark: 0 }),
+      body: () => new ReadableStream<Uint8Array>({ pull, cancel: leave }, { highWaterMark: 0 }),
     };
   }
 

@@ -66,7 +66,7 @@ export class CacheService {
     await Deno.mkdir(settings.dir, { recursive: true });
     const path = join(settings.dir, "cache.kv");
     const kv = await Deno.openKv(path);
-    let promotion: HotPromotion;
+    const promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
     const memory = new MemoryTier({
       maxEntries: settings.memoryEntries,
       maxBytes: settings.memoryBytes,
@@ -75,7 +75,6 @@ export class CacheService {
         metrics.cacheEvictions.inc({ tier: "memory" });
       },
     });
-    promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
     const disk = await DiskTier.open(kv, {
       maxEntries: settings.maxEntries,
       onRemoved: (count, why) =>
