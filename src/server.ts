@@ -20,6 +20,8 @@ export interface Bridge {
   readonly app: Hono;
   readonly lifecycle: Lifecycle;
   readonly metrics: BridgeMetrics;
+  /** The cache, when `--enable-cache` is on. */
+  readonly cache?: CacheService;
   /** Releases what the bridge holds open (stores, workers); the server must be stopped first. */
   close(): Promise<void>;
 }
@@ -88,6 +90,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     app,
     lifecycle,
     metrics,
+    cache,
     async close() {
       transport.close();
       await cache?.close();

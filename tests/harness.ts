@@ -14,6 +14,8 @@ export interface TestBridge extends AsyncDisposable {
   readonly running: RunningBridge;
   /** Every log line written so far. */
   readonly logs: string[];
+  /** Resolves once no answer is still on its way into the cache (so the next identical request hits the disk). */
+  cacheSettled(): Promise<void>;
   /** POSTs JSON to the bridge. */
   post(path: string, body: unknown, headers?: HeadersInit): Promise<Response>;
 }
@@ -55,6 +57,11 @@ export async function startTestBridge(
         return Reflect.get(target, property, receiver);
       },
     }),
+    async cacheSettled() {
+      while ((running.bridge.cache?.flights.size ?? 0) > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    },
     post: (path, body, headers) =>
       fetch(running.url + path, {
         method: "POST",

@@ -98,16 +98,18 @@ export class CacheService {
     send: () => Promise<UpstreamExchange>,
     trace: RequestTrace,
   ): Promise<Answer> {
-    if (!control.noCache) {
+    // An answer already on its way is the freshest there is (it may be a refresh that will replace the stored
+    // one), so join it before looking in the tiers. A refresh (no-cache) makes its own call.
+    let flight = control.noCache ? undefined : this.flights.get(key);
+    if (!flight && !control.noCache) {
       const hit = await this.tiers.lookup(key);
       if (hit) {
         this.#count(hit.outcome, trace);
         if (hit.answer.tokens) this.metrics.cacheSavedTokens.inc(hit.answer.tokens);
         return replay(hit.answer, hit.outcome);
       }
+      flight = this.flights.get(key); // one may have started while we looked
     }
-    // A refresh (no-cache) makes its own call: an answer already on its way may have started before it.
-    let flight = control.noCache ? undefined : this.flights.get(key);
     const outcome: CacheOutcome = flight ? "COALESCED" : "MISS";
     if (flight) this.metrics.coalesced.inc();
     else {flight = this.flights.start(key, send, (done, complete) =>
