@@ -5,13 +5,17 @@
 import { hasWrk, loadGenerator } from "./lib/load.ts";
 import { hasTaskset } from "./lib/procs.ts";
 import { printTable, type Row, writeResults } from "./lib/report.ts";
+import { cache } from "./scenarios/cache.ts";
 import { passthrough } from "./scenarios/passthrough.ts";
 import { think } from "./scenarios/think.ts";
 
 const quick = Deno.args.includes("--quick");
+const fill = Number(
+  Deno.args.find((arg) => arg.startsWith("--fill="))?.slice(7) ?? (quick ? 5_000 : 100_000),
+);
 const context = quick
-  ? { rounds: 1, seconds: 1, ttfbSamples: 20 }
-  : { rounds: 3, seconds: 3, ttfbSamples: 300 };
+  ? { rounds: 1, seconds: 1, ttfbSamples: 20, fillEntries: fill }
+  : { rounds: 3, seconds: 3, ttfbSamples: 300, fillEntries: fill };
 
 console.log(
   `load generator: ${loadGenerator()}; pinning: ${
@@ -21,7 +25,7 @@ console.log(
 if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
 
 const rows: Row[] = [];
-const scenarios = { passthrough, think };
+const scenarios = { passthrough, think, cache };
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 for (const [name, run] of Object.entries(scenarios)) {
   if (!only || only.includes(name)) rows.push(...await run(context));

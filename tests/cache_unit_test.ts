@@ -120,6 +120,17 @@ Deno.test("promotion: a key is promoted at the threshold of reads per sliding mi
   clock.t = 120_000; // two minutes later the reads have aged out
   assertEquals(promotion.recordRead("k"), false);
   assertEquals(promotion.rate("k"), 1);
+  // Memory with plenty of room takes any disk hit: it evicts nothing.
+  assertEquals(promotion.recordRead("new", undefined, 0.1), true);
+});
+
+Deno.test("promotion: when memory is full, a key must have been read more than the entry it would push out", () => {
+  const clock = { t: 0, now: () => clock.t };
+  const promotion = new HotPromotion({ threshold: 1, clock, adaptive: false });
+  for (let i = 0; i < 5; i++) promotion.recordMemoryRead("resident");
+  assertEquals(promotion.recordRead("newcomer", "resident"), false);
+  for (let i = 0; i < 5; i++) promotion.recordRead("newcomer", "resident");
+  assertEquals(promotion.recordRead("newcomer", "resident"), true);
 });
 
 Deno.test("promotion: the threshold falls while memory is under-used and rises when it evicts hotter entries", () => {
@@ -157,23 +168,23 @@ Deno.test("key: canonical (key order does not matter), ignores user and request_
     cancellation: new Cancellation(),
     startedAt: 0,
   });
-  const base = await cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }] }));
+  const base = cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }] }));
   assertEquals(base.length, 64);
   assertEquals(
-    await cacheKey(request({ messages: [{ content: "hi", role: "user" }], model: "m", user: "u1" })),
+    cacheKey(request({ messages: [{ content: "hi", role: "user" }], model: "m", user: "u1" })),
     base,
   );
   assertEquals(
-    await cacheKey(
+    cacheKey(
       request({ model: "m", messages: [{ role: "user", content: "hi" }], request_fingerprint: "f" }),
     ),
     base,
   );
   assert(
-    await cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }] }), "tenant-a") !== base,
+    cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }] }), "tenant-a") !== base,
   );
   assert(
-    await cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }], stream: true })) !==
+    cacheKey(request({ model: "m", messages: [{ role: "user", content: "hi" }], stream: true })) !==
       base,
   );
 });

@@ -15,8 +15,10 @@ function streamed(pieces: string[], options: ThinkFilterOptions = {}) {
 /** A small seeded generator, so a failure can be reproduced. */
 function random(seed: number) {
   return () => {
-    seed = (seed * 1_103_515_245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
+    seed = (seed + 0x6d2b79f5) | 0; // mulberry32
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

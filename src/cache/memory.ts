@@ -57,6 +57,16 @@ export class MemoryTier {
     this.#lru.delete(key);
   }
 
+  /** The least recently used key: the one the next insertion would push out when memory is full. */
+  coldest(): string | undefined {
+    for (const key of this.#lru.rkeys()) return key;
+    return undefined;
+  }
+
+  get full(): boolean {
+    return this.#lru.size >= this.maxEntries;
+  }
+
   get size(): number {
     return this.#lru.size;
   }

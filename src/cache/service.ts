@@ -85,10 +85,9 @@ export class CacheService {
   }
 
   /** The key and cache control of a cacheable request, or undefined for one the cache stays out of. */
-  prepare(request: ProxyRequest): Promise<{ key: string } & CacheControl> | undefined {
+  prepare(request: ProxyRequest): ({ key: string } & CacheControl) | undefined {
     if (!isCacheable(request)) return undefined;
-    const control = cacheControl(request.headers);
-    return cacheKey(request, request.tenant).then((key) => ({ key, ...control }));
+    return { key: cacheKey(request, request.tenant), ...cacheControl(request.headers) };
   }
 
   /** Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. */

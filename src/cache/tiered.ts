@@ -32,7 +32,10 @@ export class TieredCache {
   async lookup(key: string): Promise<CacheHit | undefined> {
     const now = this.now();
     const cached = this.memory.get(key, now);
-    if (cached) return { answer: cached, outcome: "HIT-MEMORY" };
+    if (cached) {
+      this.promotion.recordMemoryRead(key);
+      return { answer: cached, outcome: "HIT-MEMORY" };
+    }
     let answer: CachedAnswer | undefined;
     try {
       answer = await this.disk.get(key);
@@ -41,11 +44,12 @@ export class TieredCache {
       return undefined;
     }
     if (!answer) return undefined;
-    if (this.promotion.recordRead(key)) {
+    const fill = this.memory.size / this.memory.maxEntries;
+    if (this.promotion.recordRead(key, this.memory.full ? this.memory.coldest() : undefined, fill)) {
       this.memory.set(key, answer);
       this.metrics.cachePromotions.inc();
     }
-    this.promotion.adjust(this.memory.size / this.memory.maxEntries);
+    this.promotion.adjust(fill);
     return { answer, outcome: "HIT-DISK" };
   }
 

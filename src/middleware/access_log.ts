@@ -22,8 +22,7 @@ export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandle
       const finish = (outcome?: string) => {
         const seconds = (performance.now() - startedAt) / 1000;
         metrics.inFlight.dec();
-        metrics.requests.inc({ route, method, status });
-        metrics.requestDuration.observe({ route }, seconds);
+        metrics.countRequest(route, method, status, seconds);
         log.info(`${method} ${path}`, {
           status,
           ms: Math.round(seconds * 10000) / 10,

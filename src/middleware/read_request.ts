@@ -7,7 +7,7 @@ import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../errors.ts";
 import { endpointKind } from "../proxy/endpoints.ts";
 import type { ProxyRequest } from "../proxy/request.ts";
-import { Cancellation, schedule } from "../time.ts";
+import { Cancellation, schedule, type Timer } from "../time.ts";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -112,18 +112,24 @@ async function readBody(
   return size === 0 ? null : body;
 }
 
+/** The body, or a 408 if it takes longer than `ms` to arrive. */
 function withTimeout(
   reading: Promise<Uint8Array<ArrayBuffer>>,
   ms: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  return new Promise((resolve, reject) => {
-    const timer = schedule(ms, () => reject(new RequestTimeout(ms)));
-    reading.then(
-      (bytes) => resolve(bytes),
-      (error) =>
-        reject(new InvalidRequest(`Request body could not be read: ${error.message}`, "body_unreadable")),
-    ).finally(() => timer.cancel());
-  });
+  let timer!: Timer;
+  const timedOut = new Promise<never>((_, reject) =>
+    timer = schedule(ms, () => reject(new RequestTimeout(ms)))
+  );
+  return Promise.race([reading, timedOut]).then(
+    (bytes) => (timer.cancel(), bytes),
+    (error) => {
+      timer.cancel();
+      throw error instanceof RequestTimeout
+        ? error
+        : new InvalidRequest(`Request body could not be read: ${error.message}`, "body_unreadable");
+    },
+  );
 }
 
 const decoder = new TextDecoder();

@@ -29,7 +29,7 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
       if (cache) answer.headers.set("x-cache", "BYPASS");
       return respond(answer, request, trace, options);
     }
-    const { key, noCache, noStore } = await lookup;
+    const { key, noCache, noStore } = lookup;
     const answer = await cache.answer(key, { noCache, noStore }, () => options.upstream.send(request), trace);
     return respond(answer, request, trace, options);
   };

@@ -1,0 +1,315 @@
+/**
+ * Cache (issue 5): hit throughput against a bare Deno.serve answering the same bytes, disk-tier hit latency,
+ * memory-tier hit ratio of adaptive promotion vs LRU-on-every-read vs a fixed threshold on a seeded Zipf(0.99)
+ * trace, and a large store: fill time, file size, start-up time and RSS after opening.
+ */
+import { DiskTier } from "../../src/cache/disk.ts";
+import type { CachedAnswer } from "../../src/cache/entry.ts";
+import { MemoryTier } from "../../src/cache/memory.ts";
+import { HotPromotion } from "../../src/cache/promotion.ts";
+import { median, runLoad } from "../lib/load.ts";
+import { denoArgs, freePort, spawn } from "../lib/procs.ts";
+import type { Row } from "../lib/report.ts";
+import type { BenchContext } from "./passthrough.ts";
+
+const CHAT = JSON.stringify({ model: "m", messages: [{ role: "user", content: "cached question" }] });
+
+export async function cache(context: BenchContext & { fillEntries: number }): Promise<Row[]> {
+  return [...await hits(context), ...zipf(), ...await largeStore(context.fillEntries)];
+}
+
+async function hits(context: BenchContext): Promise<Row[]> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-cache-" });
+  const upstreamPort = freePort();
+  const barePort = freePort();
+  const bridgePort = freePort();
+  const diskPort = freePort();
+  const upstream = await spawn(
+    denoArgs("tests/fake_upstream.ts", "--port", String(upstreamPort)),
+    upstreamPort,
+    1,
+  );
+  const answer = await (await fetch(`http://127.0.0.1:${upstreamPort}/v1/chat/completions`, {
+    method: "POST",
+    body: CHAT,
+  }))
+    .text();
+  const bare = await spawn(denoArgs("bench/lib/bare_server.ts", String(barePort), answer), barePort, 0);
+  const flags = ["--ollama", `http://127.0.0.1:${upstreamPort}`, "--enable-cache"];
+  const bridge = await spawn(
+    denoArgs("main.ts", "--listen", `127.0.0.1:${bridgePort}`, ...flags, "--cache-dir", `${dir}/a`),
+    bridgePort,
+    0,
+  );
+  // No promotion: every hit is read from the disk tier.
+  const disk = await spawn(
+    denoArgs(
+      "main.ts",
+      "--listen",
+      `127.0.0.1:${diskPort}`,
+      ...flags,
+      "--cache-dir",
+      `${dir}/b`,
+      "--cache-hot-threshold",
+      "100000",
+    ),
+    diskPort,
+    0,
+  );
+  try {
+    for (const port of [bridgePort, diskPort]) {
+      await (await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", body: CHAT }))
+        .text();
+      await new Promise((resolve) => setTimeout(resolve, 200)); // stored
+    }
+    const load = (port: number, connections: number) =>
+      runLoad({
+        url: `http://127.0.0.1:${port}/v1/chat/completions`,
+        method: "POST",
+        body: CHAT,
+        connections,
+        seconds: context.seconds,
+        core: 1,
+      });
+    await load(bridgePort, 50); // warm up, and promote the key to memory
+    await load(barePort, 50);
+    const rates = { bare: [] as number[], bridge: [] as number[] };
+    const diskP50: number[] = [];
+    const bareP50: number[] = [];
+    for (let round = 0; round < context.rounds; round++) {
+      rates.bare.push((await load(barePort, 50)).requestsPerSecond);
+      rates.bridge.push((await load(bridgePort, 50)).requestsPerSecond);
+      bareP50.push((await load(barePort, 1)).p50Ms);
+      diskP50.push((await load(diskPort, 1)).p50Ms);
+    }
+    const metrics = await (await fetch(`http://127.0.0.1:${diskPort}/metrics`)).text();
+    const diskHits = Number(/bridge_cache_requests_total\{result="HIT-DISK"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    return [
+      {
+        scenario: "cache",
+        metric: "hit (memory), through bridge",
+        value: median(rates.bridge),
+        unit: "req/s",
+      },
+      { scenario: "cache", metric: "bare Deno.serve, same bytes", value: median(rates.bare), unit: "req/s" },
+      {
+        scenario: "cache",
+        metric: "hit / bare Deno.serve",
+        value: median(rates.bridge) / median(rates.bare),
+        unit: "x",
+        target: { op: ">=", value: 0.6 },
+        detail: `rounds: ${rates.bridge.map((rate, i) => (rate / rates.bare[i]).toFixed(2)).join(" ")}`,
+      },
+      {
+        scenario: "cache",
+        metric: "disk-tier hit p50, 1 conn",
+        value: median(diskP50),
+        unit: "ms",
+        target: { op: "<=", value: 0.5 },
+        detail: `bare server p50 ${median(bareP50).toFixed(3)} ms; ${diskHits} disk hits`,
+      },
+    ];
+  } finally {
+    for (const proc of [bridge, disk, bare, upstream]) await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Memory-tier hit ratio of three promotion policies on the same seeded Zipf(0.99) trace. */
+function zipf(): Row[] {
+  const keys = 100_000;
+  const requests = 200_000;
+  const perSecond = 1000; // the trace's pace, for the per-minute rates
+  const trace = zipfTrace(keys, requests, 0.99, 7);
+  const ratio = (policy: "lru" | "fixed" | "adaptive") => {
+    const clock = { t: 0, now: () => clock.t };
+    const promotion = new HotPromotion({
+      threshold: 12,
+      clock,
+      adaptive: policy === "adaptive",
+      adjustEveryMs: 10_000,
+    });
+    const memory = new MemoryTier({
+      maxEntries: 8192,
+      maxBytes: 1 << 30,
+      onEvict: (key) => promotion.recordEviction(key),
+    });
+    const seen = new Set<number>();
+    let memoryHits = 0;
+    for (let i = 0; i < trace.length; i++) {
+      clock.t = (i * 1000) / perSecond;
+      const key = String(trace[i]);
+      if (memory.get(key, 0)) {
+        memoryHits++;
+        promotion.recordMemoryRead(key);
+        continue;
+      }
+      if (!seen.has(trace[i])) {
+        seen.add(trace[i]); // a miss: the answer goes to the disk tier (every policy reaches memory by reads)
+        continue;
+      }
+      // A disk hit.
+      const fill = memory.size / memory.maxEntries;
+      if (policy === "lru" || promotion.recordRead(key, memory.full ? memory.coldest() : undefined, fill)) {
+        memory.set(key, ENTRY);
+      }
+      promotion.adjust(fill);
+    }
+    return { ratio: (100 * memoryHits) / requests, threshold: promotion.threshold };
+  };
+  const lru = ratio("lru");
+  const fixed = ratio("fixed");
+  const adaptive = ratio("adaptive");
+  return [
+    { scenario: "cache zipf", metric: "memory hit ratio, LRU on every read", value: lru.ratio, unit: "%" },
+    { scenario: "cache zipf", metric: "memory hit ratio, fixed threshold 12", value: fixed.ratio, unit: "%" },
+    {
+      scenario: "cache zipf",
+      metric: "memory hit ratio, adaptive",
+      value: adaptive.ratio,
+      unit: "%",
+      detail: `threshold settled at ${adaptive.threshold}; 200k requests, 100k keys, memory 8192`,
+    },
+    {
+      scenario: "cache zipf",
+      metric: "adaptive - LRU",
+      value: adaptive.ratio - lru.ratio,
+      unit: "points",
+      target: { op: ">=", value: 5 },
+    },
+  ];
+}
+
+const ENTRY: CachedAnswer = {
+  status: 200,
+  headers: [],
+  body: new Uint8Array(100),
+  storedAt: 0,
+  expiresAt: Infinity,
+  tokens: 0,
+};
+
+/** A small, well-mixed seeded generator of uniform numbers in [0, 1). */
+function mulberry32(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A seeded Zipf(s) trace over `keys` keys (inverse-CDF sampling). */
+function zipfTrace(keys: number, length: number, s: number, seed: number): Int32Array {
+  const cdf = new Float64Array(keys);
+  let sum = 0;
+  for (let k = 0; k < keys; k++) cdf[k] = sum += 1 / Math.pow(k + 1, s);
+  const uniform = mulberry32(seed);
+  const random = () => uniform() * sum;
+  const trace = new Int32Array(length);
+  for (let i = 0; i < length; i++) {
+    const target = random();
+    let low = 0;
+    let high = keys - 1;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (cdf[mid] < target) low = mid + 1;
+      else high = mid;
+    }
+    trace[i] = low;
+  }
+  return trace;
+}
+
+/** Fills a store through the disk tier, then opens it in a fresh bridge: start-up time and RSS. */
+async function largeStore(entries: number): Promise<Row[]> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-fill-" });
+  try {
+    const kv = await Deno.openKv(`${dir}/cache.kv`);
+    const disk = await DiskTier.open(kv, { maxEntries: 1_000_000 });
+    const body = new TextEncoder().encode(
+      JSON.stringify({ choices: [{ message: { content: "x".repeat(1500) } }] }),
+    );
+    const start = performance.now();
+    const now = Date.now();
+    const writers = 16;
+    await Promise.all(Array.from({ length: writers }, async (_, w) => {
+      for (let i = w; i < entries; i += writers) {
+        await disk.set(`key-${i}`, {
+          status: 200,
+          headers: [],
+          body,
+          storedAt: now + i,
+          expiresAt: now + 3_600_000,
+          tokens: 0,
+        });
+      }
+    }));
+    const fillSeconds = (performance.now() - start) / 1000;
+    kv.close();
+    let fileBytes = 0;
+    for await (const file of Deno.readDir(dir)) fileBytes += (await Deno.stat(`${dir}/${file.name}`)).size;
+    const { startupMs, rssMb } = await startup(dir);
+    return [
+      {
+        scenario: "cache store",
+        metric: `fill ${entries.toLocaleString("en")} entries`,
+        value: fillSeconds,
+        unit: "s",
+        detail: `${Math.round(entries / fillSeconds)} entries/s, 1.5 KB answers`,
+      },
+      { scenario: "cache store", metric: "file size", value: fileBytes / 1024 / 1024, unit: "MiB" },
+      {
+        scenario: "cache store",
+        metric: "start-up to /health",
+        value: startupMs,
+        unit: "ms",
+        target: { op: "<=", value: 1000 },
+        detail: "deno run, warm module cache",
+      },
+      {
+        scenario: "cache store",
+        metric: "RSS after opening",
+        value: rssMb,
+        unit: "MB",
+        target: { op: "<=", value: 150 },
+      },
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Time from spawning the bridge on a cache directory to its first /health answer, and its RSS then. */
+export async function startup(cacheDir: string): Promise<{ startupMs: number; rssMb: number }> {
+  const port = freePort();
+  const start = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...denoArgs("main.ts", "--listen", `127.0.0.1:${port}`, "--enable-cache", "--cache-dir", cacheDir)
+        .slice(1),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    for (;;) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/health`);
+        await response.body?.cancel();
+        if (response.ok) break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    }
+    const startupMs = performance.now() - start;
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const rss = Number(/bridge_memory_bytes\{kind="rss"\} (\d+)/.exec(metrics)?.[1] ?? NaN);
+    return { startupMs, rssMb: rss / 1024 / 1024 };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+}
+
+if (import.meta.main) console.table(zipf()); // `deno run bench/scenarios/cache.ts`: the simulation alone
