@@ -155,7 +155,7 @@ Deno.test("promotion: the threshold falls while memory is under-used and rises w
   assertEquals(promotion.threshold, 2, "in between: kept");
 });
 
-Deno.test("key: canonical (key order does not matter), ignores user and request_fingerprint, separates tenants", async () => {
+Deno.test("key: canonical (key order does not matter), ignores user and request_fingerprint, separates tenants", () => {
   assertEquals(canonicalJson({ b: [1, { d: 1, c: 2 }], a: "x" }), '{"a":"x","b":[1,{"c":2,"d":1}]}');
   const request = (json: Record<string, unknown>): ProxyRequest => ({
     method: "POST",
