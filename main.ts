@@ -35,7 +35,23 @@ log.info(`${PRODUCT} ${VERSION} listening on ${running.url}`, {
   retries: config.retry.attempts,
 });
 
+const { shared, listen } = config;
+const loopback = /^(127\.|localhost$|::1$)/.test(listen.hostname);
+if (shared.enabled && !shared.accessKeys.length && !shared.accessKeysFile && !loopback) {
+  log.warn(
+    "shared mode on a non-loopback address without access keys: anyone who can reach " +
+      `${listen.hostname}:${listen.port} spends your upstream key. Add --access-key or --access-keys-file.`,
+  );
+}
+
 const bridge = running;
+if (Deno.build.os !== "windows") {
+  Deno.addSignalListener("SIGHUP", () => {
+    bridge.bridge.reloadKeys().catch((error) =>
+      log.error("key reload failed; keeping the old keys", { error: String(error) })
+    );
+  });
+}
 let signalled = false;
 function onSignal(signal: Deno.Signal): void {
   if (signalled) {

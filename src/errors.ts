@@ -102,6 +102,18 @@ export class UpstreamTimeout extends BridgeError {
   }
 }
 
+export class NoUpstreamKey extends BridgeError {
+  constructor() {
+    super(
+      503,
+      "server_error",
+      "no_upstream_key",
+      "No upstream API key is usable right now: all were refused or are cooling down. Retry later.",
+      { "retry-after": "10" },
+    );
+  }
+}
+
 export class ShuttingDown extends BridgeError {
   constructor() {
     super(503, "server_error", "shutting_down", "The bridge is shutting down: retry on another instance.", {

@@ -15,6 +15,8 @@ export interface Logger {
   error(message: string, fields?: LogFields): void;
   /** Writes out any buffered lines now. */
   flush(): void;
+  /** Masks these literal values (API keys) wherever they would appear from now on. */
+  addSecrets(values: readonly (string | undefined)[]): void;
 }
 
 export interface Sink {
@@ -86,7 +88,11 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format === "json" ? formatJson : formatText;
   const sink = options.sink ?? stdoutSink;
-  const secrets = (options.secrets ?? []).filter((secret) => secret.length >= 4);
+  const secrets = new Set<string>();
+  const addSecrets = (values: readonly (string | undefined)[]) => {
+    for (const value of values) if (value && value.length >= 4) secrets.add(value);
+  };
+  addSecrets(options.secrets ?? []);
   let buffer = "";
   let timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -117,5 +123,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     warn: (message, fields) => emit("warn", message, fields),
     error: (message, fields) => emit("error", message, fields),
     flush,
+    addSecrets,
   };
 }

@@ -134,6 +134,28 @@ export class BridgeMetrics {
     help: "Think blocks the think filter took out of answers (stripped or moved to a reasoning field).",
     registers: [this.registry],
   });
+  readonly upstreamKeyRequests = new Counter({
+    name: "bridge_upstream_key_requests_total",
+    help: "Upstream requests per pooled API key (by its fingerprint) and status.",
+    labelNames: ["key_fp", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamKeysHealthy = new Gauge({
+    name: "bridge_upstream_keys_healthy",
+    help: "Pooled upstream API keys neither taken out nor cooling down.",
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: "bridge_auth_failures_total",
+    help: "Requests refused with 401 for a missing or unknown access key.",
+    registers: [this.registry],
+  });
+  readonly tenantRequests = new Counter({
+    name: "bridge_tenant_requests_total",
+    help: "Authenticated requests by tenant (access-key label).",
+    labelNames: ["tenant"] as const,
+    registers: [this.registry],
+  });
   readonly cacheRequests = new Counter({
     name: "bridge_cache_requests_total",
     help: "Cacheable requests by outcome: HIT-MEMORY, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",

@@ -2,8 +2,12 @@
  * The bridge's HTTP application: its own endpoints, and the proxy steps in the order of DESIGN §3.
  * Every error thrown by a step reaches `onError`, which answers in OpenAI's error shape.
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { CacheService } from "./cache/service.ts";
+import { authenticate, InvalidApiKey } from "./middleware/authenticate.ts";
+import { loadKeys } from "./proxy/key_loading.ts";
+import { AccessKeys, KeyPool, presentedKey } from "./proxy/keys.ts";
+import { monotonicClock } from "./time.ts";
 import type { Config } from "./config/index.ts";
 import { asBridgeError, NotFound } from "./errors.ts";
 import { Lifecycle } from "./lifecycle.ts";
@@ -22,6 +26,8 @@ export interface Bridge {
   readonly metrics: BridgeMetrics;
   /** The cache, when `--enable-cache` is on. */
   readonly cache?: CacheService;
+  /** Re-reads the key files (SIGHUP); requests in flight are not affected. */
+  reloadKeys(): Promise<void>;
   /** Releases what the bridge holds open (stores, workers); the server must be stopped first. */
   close(): Promise<void>;
 }
@@ -37,6 +43,12 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const metrics = new BridgeMetrics();
   const lifecycle = new Lifecycle();
   const transport = createTransport(config.upstreamClient);
+  const keys = await loadKeys(config.shared);
+  log.addSecrets([...keys.apiKeys, ...keys.accessKeys.map((entry) => entry.key), config.shared.metricsKey]);
+  const pool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
+  const access = keys.accessKeys.length || config.shared.accessKeysFile
+    ? new AccessKeys(keys.accessKeys)
+    : undefined;
   const limiter: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
   const upstream = createUpstreamClient({
     base: config.upstream,
@@ -46,6 +58,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     metrics,
     log,
     fetch: deps.fetch ?? transport.fetch,
+    keys: pool,
+    stripCredentials: access !== undefined,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
 
@@ -56,23 +70,30 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     "/ready",
     (c) => lifecycle.draining ? c.json({ status: "draining" }, 503) : c.json({ status: "ready" }),
   );
-  app.get(
-    "/metrics",
-    async (c) => c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType }),
-  );
-  const proxy = [
+  const metricsAccess = config.shared.metricsKey
+    ? new AccessKeys([{ label: "metrics", key: config.shared.metricsKey }])
+    : undefined;
+  app.get("/metrics", async (c) => {
+    if (metricsAccess && !metricsAccess.identify(presentedKey(c.req.raw.headers))) throw new InvalidApiKey();
+    return c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType });
+  });
+  // The proxy steps, in the order of DESIGN §3: access key, request reading, then cache/upstream.
+  const steps: MiddlewareHandler[] = [
+    ...(access ? [authenticate(access, metrics)] : []),
     readRequest({ maxBodyBytes: config.maxBodyBytes, bodyReadTimeoutMs: config.bodyReadTimeoutMs }),
-    proxyHandler({
-      upstream,
-      lifecycle,
-      metrics,
-      keepaliveIntervalMs: config.keepaliveIntervalMs,
-      think: config.think,
-      cache,
-    }),
-  ] as const;
-  app.all("/v1/*", ...proxy);
-  app.all("/api/*", ...proxy);
+  ];
+  const proxy = proxyHandler({
+    upstream,
+    lifecycle,
+    metrics,
+    keepaliveIntervalMs: config.keepaliveIntervalMs,
+    think: config.think,
+    cache,
+  });
+  for (const path of ["/v1/*", "/api/*"]) {
+    for (const step of steps) app.use(path, step);
+    app.all(path, proxy);
+  }
   app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse());
   app.onError((error, c) => {
     const bridgeError = asBridgeError(error);
@@ -91,6 +112,13 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     lifecycle,
     metrics,
     cache,
+    async reloadKeys() {
+      const fresh = await loadKeys(config.shared);
+      log.addSecrets([...fresh.apiKeys, ...fresh.accessKeys.map((entry) => entry.key)]);
+      pool?.replace(fresh.apiKeys);
+      access?.replace(fresh.accessKeys);
+      log.info("keys reloaded", { upstream_keys: pool?.size ?? 0, access_keys: fresh.accessKeys.length });
+    },
     async close() {
       transport.close();
       await cache?.close();

@@ -1,7 +1,7 @@
 /**
- * Time for the hot path. Deno's setTimeout costs tens of µs per call on our machines (measured: a timer per
- * request took a passthrough from 9.0k to 6.4k requests/s), so deadlines are kept in a coarse timer wheel
- * driven by one interval, and cancellation is a plain object rather than an AbortController.
+ * Time for the hot path. Each Deno setTimeout/clearTimeout pair is a trip into the runtime (about 4 µs here) and a
+ * proxied request needs several deadlines, so deadlines live in a coarse timer wheel driven by one interval, and
+ * cancellation is a plain object rather than AbortController and AbortSignal.any chains.
  */
 
 /** A source of monotonic milliseconds; tests pass their own so expiry needs no sleeping. */

@@ -16,6 +16,8 @@ export interface LoadOptions {
   url: string;
   method?: string;
   body?: string;
+  /** Bodies to send in turn (wrk only), instead of `body`. */
+  bodies?: string[];
   connections: number;
   seconds: number;
   /** Core to pin the load generator to. */
@@ -38,7 +40,11 @@ async function runWrk(options: LoadOptions): Promise<LoadResult> {
     script,
     `wrk.method = ${JSON.stringify(options.method ?? "GET")}\n` +
       `wrk.headers["Content-Type"] = "application/json"\n` +
-      (options.body ? `wrk.body = ${JSON.stringify(options.body)}\n` : ""),
+      (options.body ? `wrk.body = ${JSON.stringify(options.body)}\n` : "") +
+      (options.bodies
+        ? `local bodies = {${options.bodies.map((body) => JSON.stringify(body)).join(",")}}\nlocal n = 0\n` +
+          "request = function()\n  n = n % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[n])\nend\n"
+        : ""),
   );
   const args = [
     "-t1",

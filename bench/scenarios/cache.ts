@@ -13,6 +13,10 @@ import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
 
 const CHAT = JSON.stringify({ model: "m", messages: [{ role: "user", content: "cached question" }] });
+const DISK_BODIES = Array.from(
+  { length: 64 },
+  (_, n) => JSON.stringify({ model: "m", messages: [{ role: "user", content: `disk question ${n}` }] }),
+);
 
 export async function cache(context: BenchContext & { fillEntries: number }): Promise<Row[]> {
   return [...await hits(context), ...zipf(), ...await largeStore(context.fillEntries)];
@@ -57,11 +61,13 @@ async function hits(context: BenchContext): Promise<Row[]> {
     0,
   );
   try {
-    for (const port of [bridgePort, diskPort]) {
-      await (await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: "POST", body: CHAT }))
+    await (await fetch(`http://127.0.0.1:${bridgePort}/v1/chat/completions`, { method: "POST", body: CHAT }))
+      .text();
+    for (const body of DISK_BODIES) {
+      await (await fetch(`http://127.0.0.1:${diskPort}/v1/chat/completions`, { method: "POST", body }))
         .text();
-      await new Promise((resolve) => setTimeout(resolve, 200)); // stored
     }
+    await new Promise((resolve) => setTimeout(resolve, 300)); // stored
     const load = (port: number, connections: number) =>
       runLoad({
         url: `http://127.0.0.1:${port}/v1/chat/completions`,
@@ -80,7 +86,16 @@ async function hits(context: BenchContext): Promise<Row[]> {
       rates.bare.push((await load(barePort, 50)).requestsPerSecond);
       rates.bridge.push((await load(bridgePort, 50)).requestsPerSecond);
       bareP50.push((await load(barePort, 1)).p50Ms);
-      diskP50.push((await load(diskPort, 1)).p50Ms);
+      diskP50.push(
+        (await runLoad({
+          url: `http://127.0.0.1:${diskPort}/v1/chat/completions`,
+          method: "POST",
+          bodies: DISK_BODIES,
+          connections: 1,
+          seconds: context.seconds,
+          core: 1,
+        })).p50Ms,
+      );
     }
     const metrics = await (await fetch(`http://127.0.0.1:${diskPort}/metrics`)).text();
     const diskHits = Number(/bridge_cache_requests_total\{result="HIT-DISK"\} (\d+)/.exec(metrics)?.[1] ?? 0);

@@ -26,6 +26,8 @@ export interface CacheSettings {
   readonly hotThreshold: number;
   readonly memoryEntries: number;
   readonly memoryBytes: number;
+  /** Tenants share answers (`--cache-shared-across-tenants`). */
+  readonly sharedAcrossTenants?: boolean;
 }
 
 export interface CacheControl {
@@ -87,7 +89,8 @@ export class CacheService {
   /** The key and cache control of a cacheable request, or undefined for one the cache stays out of. */
   prepare(request: ProxyRequest): ({ key: string } & CacheControl) | undefined {
     if (!isCacheable(request)) return undefined;
-    return { key: cacheKey(request, request.tenant), ...cacheControl(request.headers) };
+    const tenant = this.settings.sharedAcrossTenants ? "" : request.tenant;
+    return { key: cacheKey(request, tenant), ...cacheControl(request.headers) };
   }
 
   /** Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. */

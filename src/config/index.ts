@@ -28,6 +28,21 @@ export interface RetryPolicy {
   readonly maxIntervalMs: number;
 }
 
+export interface SharedSettings {
+  /** `--enable-shared-mode`: the upstream gets the bridge's key, whatever the client sent. */
+  readonly enabled: boolean;
+  /** Upstream API keys from `--api-key`, `BRIDGE_API_KEY(S)`. */
+  readonly apiKeys: readonly string[];
+  readonly apiKeysFile?: string;
+  /** Client access keys, `label:key` or `key`, from `--access-key`. */
+  readonly accessKeys: readonly string[];
+  readonly accessKeysFile?: string;
+  /** Bearer key that `/metrics` requires, if set. */
+  readonly metricsKey?: string;
+  /** Tenants share cached answers (off: each tenant has its own). */
+  readonly sharedAcrossTenants: boolean;
+}
+
 export interface Config {
   readonly debug: boolean;
   readonly logFormat: LogFormat;
@@ -44,6 +59,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** The cache's settings, or undefined unless `--enable-cache` is given. */
   readonly cache?: CacheSettings;
+  /** Shared (enterprise) mode and access control. */
+  readonly shared: SharedSettings;
   /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
   readonly think?: ThinkSettings;
 }
@@ -52,12 +69,13 @@ export interface Config {
 function flag(
   flags: string,
   description: string,
-  parse?: (raw: string) => unknown,
+  // deno-lint-ignore no-explicit-any
+  parse?: (raw: string, previous?: any) => unknown,
   fallback?: unknown,
 ): Option {
   const long = /--([a-z0-9-]+)/.exec(flags)![1];
   const option = new Option(flags, description).env(`BRIDGE_${long.toUpperCase().replaceAll("-", "_")}`);
-  if (parse) option.argParser(parse);
+  if (parse) option.argParser(parse as (raw: string, previous: unknown) => unknown);
   if (fallback !== undefined) option.default(fallback, String(fallback) || "none");
   return option;
 }
@@ -150,6 +168,24 @@ function buildProgram(): Command {
       byteSize(1024 ** 2, 64 * 1024 ** 3),
       "256MiB",
     ),
+    flag("--enable-shared-mode", "send the bridge's own API key upstream instead of the client's"),
+    flag(
+      "--api-key <key>",
+      "upstream API key for shared mode; repeat (or comma-separate) for a pool",
+      keyList,
+    ),
+    flag("--api-keys-file <path>", "file with upstream API keys, one per line (re-read on SIGHUP)"),
+    flag(
+      "--access-key <label:key>",
+      "a key clients must present (label names the tenant); repeatable",
+      keyList,
+    ),
+    flag(
+      "--access-keys-file <path>",
+      "file with client access keys, 'label:key' or 'key' per line (re-read on SIGHUP)",
+    ),
+    flag("--metrics-key <key>", "require 'Authorization: Bearer <key>' on /metrics"),
+    flag("--cache-shared-across-tenants", "let tenants share cached answers (off: each tenant has its own)"),
     flag("--disable-think-filter", "pass <think> reasoning blocks through to clients"),
     flag(
       "--think-tags <names>",
@@ -173,6 +209,11 @@ function buildProgram(): Command {
   ];
   for (const option of options) program.addOption(option);
   return program;
+}
+
+/** Collects a repeatable key flag; a value may hold several keys separated by commas. */
+function keyList(raw: string, previous: string[] = []): string[] {
+  return [...previous, ...raw.split(",").map((key) => key.trim()).filter(Boolean)];
 }
 
 /** Thrown when the command line asks the program to exit: for help, version or a bad value. */
@@ -217,6 +258,12 @@ export function parseConfig(
       o[name] = switchValue(env[option.envVar!] ?? "");
     }
   }
+  if (o.enableSharedMode && !o.apiKey?.length && !env.BRIDGE_API_KEYS && !o.apiKeysFile) {
+    throw new ConfigExit(
+      2,
+      "error: --enable-shared-mode needs an upstream key: --api-key, BRIDGE_API_KEYS or --api-keys-file.",
+    );
+  }
   const maxBodyBytes = typeof o.maxBodySize === "string"
     ? byteSize(0, Infinity)(o.maxBodySize)
     : o.maxBodySize;
@@ -255,9 +302,19 @@ export function parseConfig(
       maxEntries: o.cacheMaxEntries,
       hotThreshold: o.cacheHotThreshold,
       memoryEntries: o.cacheMemoryEntries,
+      sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
       memoryBytes: typeof o.cacheMemoryBytes === "string"
         ? byteSize(0, Infinity)(o.cacheMemoryBytes)
         : o.cacheMemoryBytes,
+    }),
+    shared: Object.freeze({
+      enabled: Boolean(o.enableSharedMode),
+      apiKeys: Object.freeze([...(o.apiKey ?? []), ...keyList(env.BRIDGE_API_KEYS ?? "")]),
+      apiKeysFile: o.apiKeysFile,
+      accessKeys: Object.freeze(o.accessKey ?? []),
+      accessKeysFile: o.accessKeysFile,
+      metricsKey: o.metricsKey,
+      sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
     }),
     think: o.disableThinkFilter ? undefined : Object.freeze({
       tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),

@@ -20,6 +20,8 @@ export interface ThinkSettings {
 
 /** The think filter of one answer. */
 export interface AnswerFilter {
+  /** Whether filtering these whole-answer bytes could change them (a tag name occurs in them). */
+  mayChange(bytes: Uint8Array): boolean;
   /** Filters a whole JSON answer; returns the same bytes when there is nothing to filter. */
   body(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer>;
   /** Filters a streamed answer. */
@@ -107,6 +109,8 @@ export function answerFilter(
     return filter;
   };
   const keepReasoning = settings.mode === "field";
+  // Tag names as bytes: every tag contains its name, whether JSON escapes its `<` as \u003c or not.
+  const tagPatterns = settings.tags.map((tag) => new TextEncoder().encode(tag));
   let last: Json = {};
 
   /** Filters the text of every holder in one answer or chunk; returns whether anything worth sending is left. */
@@ -156,9 +160,11 @@ export function answerFilter(
       return blocks;
     },
 
+    mayChange: (bytes) => tagPatterns.some((pattern) => includesBytes(bytes, pattern)),
+
     body(bytes) {
+      if (!this.mayChange(bytes)) return bytes;
       const text = new TextDecoder().decode(bytes);
-      if (!settings.tags.some((tag) => text.includes(tag))) return bytes;
       let answer: Json;
       try {
         answer = JSON.parse(text);
@@ -213,4 +219,19 @@ function parseObject(text: string): Json | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether `pattern` occurs in `bytes` (no decoding: most answers have no tag at all). */
+function includesBytes(bytes: Uint8Array, pattern: Uint8Array): boolean {
+  const first = pattern[0];
+  for (
+    let i = bytes.indexOf(first);
+    i >= 0 && i <= bytes.length - pattern.length;
+    i = bytes.indexOf(first, i + 1)
+  ) {
+    let j = 1;
+    while (j < pattern.length && bytes[i + j] === pattern[j]) j++;
+    if (j === pattern.length) return true;
+  }
+  return false;
 }

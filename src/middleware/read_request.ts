@@ -49,6 +49,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
       body,
       kind,
       cancellation,
+      tenant: c.get("tenant"),
       startedAt: performance.now(),
     };
     if (kind) request.json = parseJsonObject(body);

@@ -4,7 +4,7 @@
  */
 import type { Handler } from "hono";
 import type { CacheService } from "../cache/service.ts";
-import { completeBodySize } from "../transport/index.ts";
+import { completeBody } from "../transport/index.ts";
 import { streamFormat } from "../stream/format.ts";
 import { type Answer, respond, type RespondOptions } from "./respond.ts";
 import type { UpstreamClient, UpstreamExchange } from "./upstream.ts";
@@ -41,8 +41,7 @@ function fromExchange(exchange: UpstreamExchange): Answer {
     headers: response.headers,
     format: streamFormat(response.headers.get("content-type")),
     body: response.body,
-    passthrough: completeBodySize(response) !== undefined ? response : undefined,
-    size: completeBodySize(response),
+    complete: completeBody(response),
     failure: exchange.failure,
     release: exchange.release,
   };

@@ -19,10 +19,11 @@ export interface Answer {
   readonly format?: StreamFormat;
   /** The whole body, or a stream of it still arriving. */
   readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
-  /** The upstream's own response, when it may be handed to the client unchanged. */
-  readonly passthrough?: Response;
-  /** The passthrough response's body size, for the log. */
-  readonly size?: number;
+  /**
+   * The body, when it is already in memory although `body` is a stream: it is then sent (or filtered) without
+   * reading the stream.
+   */
+  readonly complete?: Uint8Array<ArrayBuffer>;
   /** The error to show the client for a failure while reading the body. */
   failure(error: unknown): BridgeError;
   /** Called once, when the body has been read, has failed, or was abandoned. */
@@ -48,15 +49,17 @@ export async function respond(
     : undefined;
   const countBlocks = () => filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
 
-  if (answer.passthrough && !filter) {
+  if (answer.complete && (!filter || !filter.mayChange(answer.complete))) {
+    // Nothing to filter in a body already in memory: send it as it is, no copy, no new response.
     answer.release();
-    trace.bytes = answer.size;
-    return answer.passthrough;
+    trace.bytes = answer.complete.length;
+    return new Response(answer.complete, { status, headers });
   }
   if (!(answer.body instanceof ReadableStream) || (!format && isJson(headers.get("content-type")))) {
     let body: Uint8Array<ArrayBuffer> | null;
     try {
-      body = answer.body instanceof ReadableStream ? await new Response(answer.body).bytes() : answer.body;
+      body = answer.complete ??
+        (answer.body instanceof ReadableStream ? await new Response(answer.body).bytes() : answer.body);
     } catch (error) {
       throw answer.failure(error);
     } finally {

@@ -4,7 +4,15 @@
  * returns the first response it will not retry, and the caller streams it.
  */
 import type { RetryPolicy } from "../config/index.ts";
-import { BridgeError, ClientClosed, RateLimited, UpstreamTimeout, UpstreamUnreachable } from "../errors.ts";
+import {
+  BridgeError,
+  ClientClosed,
+  NoUpstreamKey,
+  RateLimited,
+  UpstreamTimeout,
+  UpstreamUnreachable,
+} from "../errors.ts";
+import type { KeyPool } from "./keys.ts";
 import type { Logger } from "../log.ts";
 import { type BridgeMetrics, routeLabel } from "../metrics.ts";
 import { Cancellation, schedule, sleep } from "../time.ts";
@@ -36,6 +44,10 @@ export interface UpstreamOptions {
   log: Logger;
   /** How requests are sent: the pooled HTTP/1.1 client or Deno's fetch. */
   fetch: UpstreamFetch;
+  /** Shared mode: the upstream keys; each call carries one of them instead of the client's credentials. */
+  keys?: KeyPool;
+  /** Remove the client's credentials (they are access keys for the bridge, not for the upstream). */
+  stripCredentials?: boolean;
   random?: () => number;
 }
 
@@ -67,8 +79,12 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     const route = routeLabel(request.path);
 
     try {
+      let calls = 0;
+      let keySwitches = 0;
       for (let attempt = 0;; attempt++) {
-        if (attempt > 0) await limiter.take(cancellation);
+        if (calls++ > 0) await limiter.take(cancellation);
+        const key = options.keys?.pick();
+        if (options.keys && !key) throw new NoUpstreamKey();
         const sentAt = performance.now();
         let reason: RetryReason | undefined;
         let waitMs: number | undefined;
@@ -79,6 +95,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
             headers: request.headers,
             body: request.body,
             cancellation,
+            credentials: key ? `Bearer ${key.value}` : options.stripCredentials ? null : undefined,
           });
         } catch (error) {
           const cause = failure(error);
@@ -91,6 +108,19 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           });
           if (attempt >= retry.attempts) throw cause;
           reason = "network_error";
+        }
+        if (response && key) {
+          // A refused or exhausted key is the key's fault, not the request's: move to the next key at once,
+          // without spending a retry.
+          const { status, statusText, headers } = response;
+          const text = status === 402 || status === 429 ? await response.text() : undefined;
+          if (text !== undefined) response = new Response(text, { status, statusText, headers });
+          const verdict = options.keys!.judge(key, status, headers, text);
+          if (verdict !== "ok" && options.keys!.healthy > 0 && keySwitches++ < options.keys!.size) {
+            await response.body?.cancel();
+            attempt--;
+            continue;
+          }
         }
         if (response) {
           metrics.upstreamDuration.observe(

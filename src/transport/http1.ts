@@ -6,7 +6,7 @@
  * responses in a few µs (see docs/performance.md). It speaks HTTP/1.1 only, over TCP or TLS, and does not use
  * HTTP(S)_PROXY: `--upstream-client fetch` is there for such setups.
  */
-import { connectionListed, isForwardedRequestHeader } from "../proxy/headers.ts";
+import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../proxy/headers.ts";
 import type { Cancellation } from "../time.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { Connection } from "./connection.ts";
@@ -19,6 +19,11 @@ export interface UpstreamRequestInit {
   headers: Headers;
   body: Uint8Array<ArrayBuffer> | null;
   cancellation: Cancellation;
+  /**
+   * The upstream credentials: undefined passes the client's own on; null removes them; a string is sent as the
+   * `Authorization` value in their place (shared mode).
+   */
+  credentials?: string | null;
 }
 
 /**
@@ -56,7 +61,7 @@ export class Http1Client {
 
   readonly fetch: UpstreamFetch = async (url, init) => {
     const target = new URL(url);
-    const head = encodeRequestHead(init.method, target, init.headers, init.body);
+    const head = encodeRequestHead(init.method, target, init.headers, init.body, init.credentials);
     const { cancellation, body } = init;
     cancellation.throwIfAborted();
     for (;;) {
@@ -155,7 +160,7 @@ export class Http1Client {
     const init = { status, statusText, headers };
     if (noBody) {
       finish(true);
-      return markComplete(new Response(null, init), 0);
+      return markComplete(new Response(null, init), null);
     }
     if (encoding && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
       finish(false);
@@ -167,7 +172,7 @@ export class Http1Client {
       : undefined;
     if (early) {
       finish(true);
-      return markComplete(new Response(early, init), early.length);
+      return markComplete(new Response(early, init), early);
     }
     let body = bodyStream(connection, head, cancellation, finish);
     if (encoding === "gzip" || encoding === "deflate") {
@@ -276,12 +281,16 @@ function encodeRequestHead(
   target: URL,
   headers: Headers,
   body: Uint8Array | null,
+  credentials: string | null | undefined,
 ): Uint8Array {
   let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
+  if (credentials) head += `authorization: ${credentials}\r\n`;
+  const keepCredentials = credentials === undefined;
   const listed = headers.has("connection") ? connectionListed(headers) : [];
   // forEach, not for-of: Headers' iterator costs three times as much per request.
   headers.forEach((value, name) => {
-    if (isForwardedRequestHeader(name) && !listed.includes(name)) head += `${name}: ${value}\r\n`;
+    if (!isForwardedRequestHeader(name) || listed.includes(name)) return;
+    if (keepCredentials || !CREDENTIAL_HEADERS.has(name)) head += `${name}: ${value}\r\n`;
   });
   if (body !== null || method === "POST" || method === "PUT" || method === "PATCH") {
     head += `content-length: ${body?.length ?? 0}\r\n`;

@@ -2,11 +2,11 @@
  * The ways the bridge can send requests upstream. `pool` is the default: the fast pooled HTTP/1.1 client.
  * `fetch` is Deno's fetch: slower, but it honours HTTP(S)_PROXY and can speak HTTP/2.
  */
-import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
+import { clientResponseHeaders, CREDENTIAL_HEADERS, upstreamRequestHeaders } from "../proxy/headers.ts";
 import { Http1Client, type UpstreamFetch } from "./http1.ts";
 
 export type { UpstreamFetch, UpstreamRequestInit } from "./http1.ts";
-export { completeBodySize } from "./complete.ts";
+export { completeBody } from "./complete.ts";
 
 export type UpstreamClientKind = "pool" | "fetch";
 
@@ -21,7 +21,7 @@ export function createTransport(kind: UpstreamClientKind): Transport {
     async fetch(url, init) {
       const response = await fetch(url, {
         method: init.method,
-        headers: upstreamRequestHeaders(init.headers),
+        headers: withCredentials(upstreamRequestHeaders(init.headers), init.credentials),
         body: init.body,
         signal: init.cancellation.toSignal(),
         redirect: "manual",
@@ -35,4 +35,11 @@ export function createTransport(kind: UpstreamClientKind): Transport {
     },
     close: () => {},
   };
+}
+
+function withCredentials(headers: Headers, credentials: string | null | undefined): Headers {
+  if (credentials === undefined) return headers;
+  for (const name of CREDENTIAL_HEADERS) headers.delete(name);
+  if (credentials) headers.set("authorization", credentials);
+  return headers;
 }

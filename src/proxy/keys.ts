@@ -1,0 +1,165 @@
+/**
+ * Shared (enterprise) mode's keys: the pool of upstream API keys the bridge holds, and the access keys its
+ * clients must present. A key is never logged or exported: it is named by its fingerprint, the first 8 hex
+ * digits of its SHA-256.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Logger } from "../log.ts";
+import type { BridgeMetrics } from "../metrics.ts";
+import type { Clock } from "../time.ts";
+import { retryAfterMs } from "./retry.ts";
+
+export function keyFingerprint(key: string): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 8);
+}
+
+/** Keys from a file: one per line; blank lines and lines starting with `#` are skipped. */
+export function readKeyLines(text: string): string[] {
+  return text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line && !line.startsWith("#"));
+}
+
+interface PooledKey {
+  readonly value: string;
+  readonly fingerprint: string;
+  /** Taken out for good (until a reload): the upstream refused the key itself. */
+  removed: boolean;
+  /** Not used before this time (ms, monotonic): the upstream asked it to slow down. */
+  coolUntil: number;
+}
+
+/** What an upstream answer says about the key it was sent with. */
+export type KeyVerdict = "ok" | "removed" | "cooling";
+
+/** How long a key rests after a 429 that named no time. */
+const DEFAULT_COOLDOWN_MS = 10_000;
+
+export class KeyPool {
+  #keys: PooledKey[] = [];
+  #next = 0;
+
+  constructor(
+    keys: readonly string[],
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly metrics: BridgeMetrics,
+  ) {
+    this.replace(keys);
+  }
+
+  /** Puts a new set of keys in place (a reload); keys that stay keep their state. */
+  replace(keys: readonly string[]): void {
+    const old = new Map(this.#keys.map((key) => [key.value, key]));
+    this.#keys = [...new Set(keys)].map((value) =>
+      old.get(value) ?? { value, fingerprint: keyFingerprint(value), removed: false, coolUntil: 0 }
+    );
+    this.#next = 0;
+    this.#publish();
+  }
+
+  get size(): number {
+    return this.#keys.length;
+  }
+
+  get healthy(): number {
+    const now = this.clock.now();
+    return this.#keys.filter((key) => !key.removed && key.coolUntil <= now).length;
+  }
+
+  /** The next healthy key, round-robin; undefined when none is. */
+  pick(): PooledKey | undefined {
+    const now = this.clock.now();
+    for (let i = 0; i < this.#keys.length; i++) {
+      const key = this.#keys[(this.#next + i) % this.#keys.length];
+      if (!key.removed && key.coolUntil <= now) {
+        this.#next = (this.#next + i + 1) % this.#keys.length;
+        return key;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Judges the key by the upstream's answer: 401, 403, 402 or a 429 for `insufficient_quota` take it out; any
+   * other 429 rests it for its Retry-After. `body` is the answer's text for 402 and 429.
+   */
+  judge(key: PooledKey, status: number, headers: Headers, body = ""): KeyVerdict {
+    this.metrics.upstreamKeyRequests.inc({ key_fp: key.fingerprint, status: String(status) });
+    const outOfQuota = status === 402 || (status === 429 && body.includes("insufficient_quota"));
+    if (status === 401 || status === 403 || outOfQuota) {
+      if (!key.removed) {
+        key.removed = true;
+        this.log.warn("upstream refused an API key: taken out of the pool", {
+          key_fp: key.fingerprint,
+          status,
+          healthy: this.healthy,
+        });
+        this.#publish();
+      }
+      return "removed";
+    }
+    if (status === 429) {
+      key.coolUntil = this.clock.now() + (retryAfterMs(headers) ?? DEFAULT_COOLDOWN_MS);
+      this.#publish();
+      return "cooling";
+    }
+    return "ok";
+  }
+
+  #publish(): void {
+    this.metrics.upstreamKeysHealthy.set(this.healthy);
+  }
+}
+
+/** A client access key and the tenant it names. */
+export interface AccessKey {
+  readonly label: string;
+  readonly key: string;
+}
+
+/** Lines `label:key` or `key` (the label is then the key's fingerprint). */
+export function parseAccessKeys(lines: readonly string[]): AccessKey[] {
+  return lines.map((line) => {
+    const colon = line.indexOf(":");
+    if (colon > 0) return { label: line.slice(0, colon).trim(), key: line.slice(colon + 1).trim() };
+    return { label: keyFingerprint(line), key: line };
+  }).filter((entry) => entry.key.length > 0);
+}
+
+const digest = (text: string) => createHash("sha256").update(text).digest();
+
+export class AccessKeys {
+  #entries: { label: string; digest: Uint8Array }[] = [];
+
+  constructor(keys: readonly AccessKey[]) {
+    this.replace(keys);
+  }
+
+  replace(keys: readonly AccessKey[]): void {
+    this.#entries = keys.map(({ label, key }) => ({ label, digest: digest(key) }));
+  }
+
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  /**
+   * The tenant label of the presented key, or undefined. Compares SHA-256 digests in constant time, against
+   * every key (no early exit), so timing tells neither the key nor which one matched.
+   */
+  identify(presented: string | undefined): string | undefined {
+    if (!presented) return undefined;
+    const candidate = digest(presented);
+    let label: string | undefined;
+    for (const entry of this.#entries) {
+      if (timingSafeEqual(candidate, entry.digest) && label === undefined) label = entry.label;
+    }
+    return label;
+  }
+}
+
+/** The credential a client presented: `Authorization: Bearer …` or `x-api-key`. */
+export function presentedKey(headers: Headers): string | undefined {
+  const authorization = headers.get("authorization");
+  if (authorization?.toLowerCase().startsWith("bearer ")) return authorization.slice(7).trim();
+  return headers.get("x-api-key") ?? undefined;
+}
