@@ -10,76 +10,91 @@ function startStream(url: string): Promise<Response> {
   });
 }
 
-Deno.test("SIGTERM during a 1 s stream lets it finish, then the process exits 0", async () => {
-  const upstream = new FakeUpstream({ chunkDelayMs: 250, chunkSize: 8 });
-  const bridge = await spawnBridge(upstream.url);
-  try {
-    const response = await startStream(bridge.url);
-    const reader = response.body!.getReader();
-    await reader.read();
-    bridge.process.kill("SIGTERM");
-    let text = "";
-    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-      text += new TextDecoder().decode(chunk.value);
+Deno.test({
+  name: "SIGTERM during a 1 s stream lets it finish, then the process exits 0",
+  // Windows has no POSIX signals to send a child process.
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const upstream = new FakeUpstream({ chunkDelayMs: 250, chunkSize: 8 });
+    const bridge = await spawnBridge(upstream.url);
+    try {
+      const response = await startStream(bridge.url);
+      const reader = response.body!.getReader();
+      await reader.read();
+      bridge.process.kill("SIGTERM");
+      let text = "";
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        text += new TextDecoder().decode(chunk.value);
+      }
+      assert(text.endsWith("data: [DONE]\n\n"), "the stream finished normally");
+      const status = await bridge.process.status;
+      assertEquals(status.code, 0);
+      assertMatch(bridge.output(), /SIGTERM: draining/);
+      assertMatch(bridge.output(), /stopped/);
+      // New connections are refused once draining began.
+      assert((await fetch(`${bridge.url}/health`).catch((error) => error)) instanceof Error);
+    } finally {
+      await upstream.close();
     }
-    assert(text.endsWith("data: [DONE]\n\n"), "the stream finished normally");
-    const status = await bridge.process.status;
-    assertEquals(status.code, 0);
-    assertMatch(bridge.output(), /SIGTERM: draining/);
-    assertMatch(bridge.output(), /stopped/);
-    // New connections are refused once draining began.
-    assert((await fetch(`${bridge.url}/health`).catch((error) => error)) instanceof Error);
-  } finally {
-    await upstream.close();
-  }
+  },
 });
 
-Deno.test("streams still open at --shutdown-timeout end with an error event, and the process exits", async () => {
-  const upstream = new FakeUpstream({ chunkDelayMs: 400, chunkSize: 2 });
-  const bridge = await spawnBridge(upstream.url, "--shutdown-timeout", "300");
-  try {
-    const response = await startStream(bridge.url);
-    const reader = response.body!.getReader();
-    await reader.read();
-    const start = performance.now();
-    bridge.process.kill("SIGTERM");
-    let text = "";
-    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-      text += new TextDecoder().decode(chunk.value);
+Deno.test({
+  name: "streams still open at --shutdown-timeout end with an error event, and the process exits",
+  // Windows has no POSIX signals to send a child process.
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const upstream = new FakeUpstream({ chunkDelayMs: 400, chunkSize: 2 });
+    const bridge = await spawnBridge(upstream.url, "--shutdown-timeout", "300");
+    try {
+      const response = await startStream(bridge.url);
+      const reader = response.body!.getReader();
+      await reader.read();
+      const start = performance.now();
+      bridge.process.kill("SIGTERM");
+      let text = "";
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        text += new TextDecoder().decode(chunk.value);
+      }
+      assertMatch(
+        text,
+        /event: error\ndata: \{"error":\{"message":"The bridge is shutting down[^"]*","type":"server_error","code":"shutting_down"/,
+      );
+      assert(!text.includes("[DONE]"));
+      const status = await bridge.process.status;
+      assertEquals(status.code, 0);
+      assert(performance.now() - start < 3000, "exited soon after the deadline");
+      await upstream.waitForStreamEnds(1); // the upstream stream was cancelled, not left running
+    } finally {
+      await upstream.close();
     }
-    assertMatch(
-      text,
-      /event: error\ndata: \{"error":\{"message":"The bridge is shutting down[^"]*","type":"server_error","code":"shutting_down"/,
-    );
-    assert(!text.includes("[DONE]"));
-    const status = await bridge.process.status;
-    assertEquals(status.code, 0);
-    assert(performance.now() - start < 3000, "exited soon after the deadline");
-    await upstream.waitForStreamEnds(1); // the upstream stream was cancelled, not left running
-  } finally {
-    await upstream.close();
-  }
+  },
 });
 
-Deno.test("a second signal exits at once", async () => {
-  const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
-  const bridge = await spawnBridge(upstream.url);
-  try {
-    const response = await startStream(bridge.url);
-    const reader = response.body!.getReader();
-    await reader.read();
-    const start = performance.now();
-    bridge.process.kill("SIGTERM");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    bridge.process.kill("SIGINT");
-    const status = await bridge.process.status;
-    assertEquals(status.code, 1);
-    assert(performance.now() - start < 2000);
-    await reader.cancel().catch(() => {});
-    assertMatch(bridge.output(), /SIGINT again: exiting now/);
-  } finally {
-    await upstream.close();
-  }
+Deno.test({
+  name: "a second signal exits at once",
+  // Windows has no POSIX signals to send a child process.
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
+    const bridge = await spawnBridge(upstream.url);
+    try {
+      const response = await startStream(bridge.url);
+      const reader = response.body!.getReader();
+      await reader.read();
+      const start = performance.now();
+      bridge.process.kill("SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      bridge.process.kill("SIGINT");
+      const status = await bridge.process.status;
+      assertEquals(status.code, 1);
+      assert(performance.now() - start < 2000);
+      await reader.cancel().catch(() => {});
+      assertMatch(bridge.output(), /SIGINT again: exiting now/);
+    } finally {
+      await upstream.close();
+    }
+  },
 });
 
 Deno.test("/ready answers 503 while draining; /health stays 200", async () => {
