@@ -23,10 +23,10 @@ let running;
 try {
   running = await startBridge(config, { log });
 } catch (error) {
-  log.error("cannot start", {
+  log.error(`cannot start: ${error instanceof Error ? error.message : String(error)}`, {
     listen: `${config.listen.hostname}:${config.listen.port}`,
-    error: String(error),
   });
+  log.flush();
   Deno.exit(1);
 }
 log.info(`${PRODUCT} ${VERSION} listening on ${running.url}`, {

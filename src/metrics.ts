@@ -156,6 +156,19 @@ export class BridgeMetrics {
     labelNames: ["tenant"] as const,
     registers: [this.registry],
   });
+  readonly luaCalls = new Counter({
+    name: "bridge_lua_calls_total",
+    help: "Lua plugin hook calls by hook (request, response) and result (ok, error, timeout).",
+    labelNames: ["hook", "result"] as const,
+    registers: [this.registry],
+  });
+  readonly luaDuration = new Histogram({
+    name: "bridge_lua_duration_seconds",
+    help: "Time a Lua plugin hook call took, including the trip to its worker.",
+    labelNames: ["hook"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
   readonly cacheRequests = new Counter({
     name: "bridge_cache_requests_total",
     help: "Cacheable requests by outcome: HIT-MEMORY, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",

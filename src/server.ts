@@ -4,6 +4,9 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { CacheService } from "./cache/service.ts";
+import { PluginHooks } from "./plugin/hooks.ts";
+import { LuaPool } from "./plugin/pool.ts";
+import { isProxiedPath } from "./proxy/endpoints.ts";
 import { authenticate, InvalidApiKey } from "./middleware/authenticate.ts";
 import { loadKeys } from "./proxy/key_loading.ts";
 import { AccessKeys, KeyPool, presentedKey } from "./proxy/keys.ts";
@@ -49,6 +52,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const access = keys.accessKeys.length || config.shared.accessKeysFile
     ? new AccessKeys(keys.accessKeys)
     : undefined;
+  const luaPool = config.lua ? await LuaPool.start({ ...config.lua, log, metrics }) : undefined;
+  const plugin = luaPool ? new PluginHooks(luaPool, log, metrics) : undefined;
   const limiter: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
   const upstream = createUpstreamClient({
     base: config.upstream,
@@ -78,9 +83,13 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     return c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType });
   });
   // The proxy steps, in the order of DESIGN §3: access key, request reading, then cache/upstream.
+  // Without a plugin only /v1 and /api are proxied; the plugin's request hook sees every other path too (the
+  // original's example blocks GET /blocked), and what it leaves outside /v1 and /api is then a 404.
   const steps: MiddlewareHandler[] = [
+    ...(plugin ? [] : [proxiedPathsOnly]),
     ...(access ? [authenticate(access, metrics)] : []),
     readRequest({ maxBodyBytes: config.maxBodyBytes, bodyReadTimeoutMs: config.bodyReadTimeoutMs }),
+    ...(plugin ? [plugin.request()] : []),
   ];
   const proxy = proxyHandler({
     upstream,
@@ -89,11 +98,9 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     think: config.think,
     cache,
+    plugin,
   });
-  for (const path of ["/v1/*", "/api/*"]) {
-    for (const step of steps) app.use(path, step);
-    app.all(path, proxy);
-  }
+  app.all("*", ...(steps as [MiddlewareHandler]), proxy);
   app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse());
   app.onError((error, c) => {
     const bridgeError = asBridgeError(error);
@@ -120,8 +127,15 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       log.info("keys reloaded", { upstream_keys: pool?.size ?? 0, access_keys: fresh.accessKeys.length });
     },
     async close() {
+      luaPool?.close();
       transport.close();
       await cache?.close();
     },
   };
 }
+
+/** A 404 for paths the bridge does not proxy, before their body is read. */
+const proxiedPathsOnly: MiddlewareHandler = async function proxiedPathsOnly(c, next) {
+  if (!isProxiedPath(c.req.path)) throw new NotFound(c.req.method, c.req.path);
+  await next();
+};

@@ -43,6 +43,15 @@ export interface SharedSettings {
   readonly sharedAcrossTenants: boolean;
 }
 
+export interface LuaSettings {
+  readonly script: string;
+  /** 2^N Lua states. */
+  readonly instances: number;
+  readonly packagePath?: string;
+  readonly packageCpath?: string;
+  readonly timeoutMs: number;
+}
+
 export interface Config {
   readonly debug: boolean;
   readonly logFormat: LogFormat;
@@ -61,6 +70,8 @@ export interface Config {
   readonly cache?: CacheSettings;
   /** Shared (enterprise) mode and access control. */
   readonly shared: SharedSettings;
+  /** The Lua plugin, when `--enable-luajit` is given. */
+  readonly lua?: LuaSettings;
   /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
   readonly think?: ThinkSettings;
 }
@@ -186,6 +197,15 @@ function buildProgram(): Command {
     ),
     flag("--metrics-key <key>", "require 'Authorization: Bearer <key>' on /metrics"),
     flag("--cache-shared-across-tenants", "let tenants share cached answers (off: each tenant has its own)"),
+    flag("--enable-luajit", "run the Lua plugin's hooks on every request (the VM is fengari, Lua 5.3)"),
+    flag("--luajit-instances-power <n>", "2^N Lua states, each in a worker thread, 1-8", integerIn(1, 8), 1),
+    flag("--luajit-script <path>", "the plugin script", undefined, "./plugin.lua"),
+    flag("--luajit-package-path <path>", "Lua module search path for require, such as ./lua/?.lua"),
+    flag(
+      "--luajit-package-cpath <path>",
+      "accepted for compatibility: native C modules cannot load in fengari",
+    ),
+    flag("--lua-timeout <ms>", "longest a hook call may run, 10-60000", integerIn(10, 60_000), 1000),
     flag("--disable-think-filter", "pass <think> reasoning blocks through to clients"),
     flag(
       "--think-tags <names>",
@@ -315,6 +335,13 @@ export function parseConfig(
       accessKeysFile: o.accessKeysFile,
       metricsKey: o.metricsKey,
       sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
+    }),
+    lua: !o.enableLuajit ? undefined : Object.freeze({
+      script: o.luajitScript,
+      instances: 2 ** o.luajitInstancesPower,
+      packagePath: o.luajitPackagePath,
+      packageCpath: o.luajitPackageCpath,
+      timeoutMs: o.luaTimeout,
     }),
     think: o.disableThinkFilter ? undefined : Object.freeze({
       tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),

@@ -135,7 +135,7 @@ function withTimeout(
 
 const decoder = new TextDecoder();
 
-function parseJsonObject(body: Uint8Array | null): Record<string, unknown> {
+export function parseJsonObject(body: Uint8Array | null): Record<string, unknown> {
   if (!body) {
     throw new InvalidRequest("Request body is empty: this endpoint expects a JSON object.", "invalid_json");
   }

@@ -4,6 +4,8 @@
  */
 import type { Handler } from "hono";
 import type { CacheService } from "../cache/service.ts";
+import { NotFound } from "../errors.ts";
+import { isProxiedPath } from "./endpoints.ts";
 import { completeBody } from "../transport/index.ts";
 import { streamFormat } from "../stream/format.ts";
 import { type Answer, respond, type RespondOptions } from "./respond.ts";
@@ -19,6 +21,8 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
   async function proxy(c) {
     const request = c.get("proxyRequest");
     const trace = c.get("trace");
+    // A plugin may have moved the request outside what the bridge proxies.
+    if (!isProxiedPath(request.path)) throw new NotFound(request.method, request.path);
     const { cache } = options;
     const lookup = cache?.prepare(request);
     if (!cache || !lookup) {

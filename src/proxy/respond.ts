@@ -10,6 +10,7 @@ import { type BridgeMetrics, routeLabel } from "../metrics.ts";
 import type { RequestTrace } from "../middleware/trace.ts";
 import type { StreamFormat } from "../stream/format.ts";
 import { relay, type RelayOutcome } from "../stream/relay.ts";
+import type { PluginHooks } from "../plugin/hooks.ts";
 import type { ProxyRequest } from "./request.ts";
 
 export interface Answer {
@@ -35,6 +36,8 @@ export interface RespondOptions {
   metrics: BridgeMetrics;
   keepaliveIntervalMs: number;
   think?: ThinkSettings;
+  /** The Lua plugin, whose response hook sees every answer going out. */
+  plugin?: PluginHooks;
 }
 
 export async function respond(
@@ -53,7 +56,7 @@ export async function respond(
     // Nothing to filter in a body already in memory: send it as it is, no copy, no new response.
     answer.release();
     trace.bytes = answer.complete.length;
-    return new Response(answer.complete, { status, headers });
+    return finish(new Response(answer.complete, { status, headers }), answer.complete, options);
   }
   if (!(answer.body instanceof ReadableStream) || (!format && isJson(headers.get("content-type")))) {
     let body: Uint8Array<ArrayBuffer> | null;
@@ -70,7 +73,7 @@ export async function respond(
       countBlocks();
     }
     trace.bytes = body?.byteLength ?? 0;
-    return new Response(body, { status, headers });
+    return finish(new Response(body, { status, headers }), body, options);
   }
 
   if (format) {
@@ -103,7 +106,20 @@ export async function respond(
       resolveEnd(outcome);
     },
   });
-  return new Response(body, { status, headers });
+  return finish(new Response(body, { status, headers }), null, options);
+}
+
+const decoder = new TextDecoder();
+
+/** The last step: the plugin's response hook, if there is one (a stream's body is not shown to it). */
+function finish(
+  response: Response,
+  body: Uint8Array | null,
+  options: RespondOptions,
+): Response | Promise<Response> {
+  if (!options.plugin) return response;
+  const streamed = response.body !== null && body === null;
+  return options.plugin.response(response, streamed ? null : body ? decoder.decode(body) : "");
 }
 
 function isJson(contentType: string | null): boolean {

@@ -1,0 +1,266 @@
+/**
+ * One Lua state running the plugin script (fengari: Lua 5.3 in JavaScript), as the original bridge's API
+ * documents it: `HandleServerRequest(request)` and `HandleServerResponse(response)` (DESIGN §10).
+ *
+ * The state is sandboxed (no os.execute/exit/remove/rename/tmpname, no io, no package.loadlib or jspath), a
+ * count hook cuts a call that runs past its deadline, `print` goes to the bridge's log, `require` searches the
+ * package path and the script's folder, and `cjson` is built in, backed by the JavaScript JSON engine.
+ */
+import fengari from "fengari";
+import { dirname } from "node:path";
+
+const { lua, lauxlib, lualib } = fengari;
+type State = unknown;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const str = (text: string) => encoder.encode(text);
+
+/** A value crossing between JavaScript and Lua: what hook tables are made of. */
+export type LuaValue = null | boolean | number | string | LuaValue[] | { [key: string]: LuaValue };
+
+export interface LuaStateOptions {
+  script: string;
+  /** Extra `package.path` entries (`--luajit-package-path`). */
+  packagePath?: string;
+  /** `--luajit-package-cpath`: accepted, but C modules cannot load in fengari. */
+  packageCpath?: string;
+  print(line: string): void;
+}
+
+/** A failure in the plugin: its message names the script and line where Lua knows them. */
+export class LuaError extends Error {}
+
+const REQUIRED = ["HandleServerRequest", "HandleServerResponse"];
+/** How many VM instructions run between deadline checks: cheap, and fine-grained enough to stop near it. */
+const HOOK_EVERY = 1000;
+
+export class LuaState {
+  readonly #L: State;
+  #deadline = Infinity;
+  /** The light userdata that stands for JSON null in cjson. */
+  #null: unknown;
+  /** Marks Lua tables that cjson must encode as `[]`. */
+  #emptyArrayRef = 0;
+
+  constructor(options: LuaStateOptions) {
+    const L = this.#L = lauxlib.luaL_newstate();
+    lualib.luaL_openlibs(L);
+    this.#sandbox(options);
+    this.#installPrint(options.print);
+    this.#installCjson();
+    lua.lua_sethook(
+      L,
+      (state: State) => {
+        if (performance.now() > this.#deadline) lauxlib.luaL_error(state, str("plugin call timed out"));
+      },
+      lua.LUA_MASKCOUNT,
+      HOOK_EVERY,
+    );
+    let source: string;
+    try {
+      source = Deno.readTextFileSync(options.script);
+    } catch (error) {
+      throw new LuaError(`Cannot read the Lua script ${options.script}: ${(error as Error).message}`);
+    }
+    if (lauxlib.luaL_loadbuffer(L, str(source), null, str(`@${options.script}`)) !== lua.LUA_OK) {
+      throw new LuaError(`Lua syntax error: ${this.#popString()}`);
+    }
+    this.#deadline = performance.now() + 10_000;
+    if (lua.lua_pcall(L, 0, 0, 0) !== lua.LUA_OK) {
+      throw new LuaError(`Lua script failed to load: ${this.#popString()}`);
+    }
+    for (const name of REQUIRED) {
+      if (lua.lua_getglobal(L, str(name)) !== lua.LUA_TFUNCTION) {
+        lua.lua_settop(L, 0);
+        throw new LuaError(`The Lua script ${options.script} does not define the function ${name}.`);
+      }
+      lua.lua_settop(L, 0);
+    }
+  }
+
+  /** Calls a global function with one table argument; returns its `results` values. */
+  call(name: string, argument: LuaValue, results: number, timeoutMs: number): LuaValue[] {
+    const L = this.#L;
+    lua.lua_settop(L, 0);
+    lua.lua_getglobal(L, str(name));
+    this.#push(argument);
+    this.#deadline = performance.now() + timeoutMs;
+    const status = lua.lua_pcall(L, 1, results, 0);
+    this.#deadline = Infinity;
+    if (status !== lua.LUA_OK) throw new LuaError(`${name} failed: ${this.#popString()}`);
+    const values: LuaValue[] = [];
+    for (let i = 1; i <= results; i++) values.push(this.#read(i));
+    lua.lua_settop(L, 0);
+    return values;
+  }
+
+  #sandbox(options: LuaStateOptions): void {
+    const L = this.#L;
+    const clear = (table: string, field: string) => {
+      lua.lua_getglobal(L, str(table));
+      lua.lua_pushnil(L);
+      lua.lua_setfield(L, -2, str(field));
+      lua.lua_pop(L, 1);
+    };
+    for (const field of ["execute", "exit", "remove", "rename", "tmpname", "getenv"]) clear("os", field);
+    for (const field of ["loadlib", "jspath"]) clear("package", field);
+    lua.lua_pushnil(L);
+    lua.lua_setglobal(L, str("io"));
+    // require: the package path, then the script's folder. No JavaScript modules, and a clear word on C ones.
+    const folder = dirname(options.script);
+    lua.lua_getglobal(L, str("package"));
+    const paths = [options.packagePath, `${folder}/?.lua`, `${folder}/?/init.lua`].filter(Boolean).join(";");
+    lua.lua_pushstring(L, str(paths));
+    lua.lua_setfield(L, -2, str("path"));
+    lua.lua_pushstring(L, str(options.packageCpath ?? ""));
+    lua.lua_setfield(L, -2, str("cpath"));
+    lua.lua_getfield(L, -1, str("searchers"));
+    // Searchers 3 and 4 load C libraries: answer with an explanation instead.
+    for (const index of [3, 4]) {
+      lua.lua_pushcfunction(L, (state: State) => {
+        const name = decoder.decode(lauxlib.luaL_checkstring(state, 1));
+        lua.lua_pushstring(
+          state,
+          str(`\n\tno C module '${name}': fengari (Lua in JavaScript) cannot load native modules`),
+        );
+        return 1;
+      });
+      lua.lua_rawseti(L, -2, index);
+    }
+    lua.lua_pushnil(L);
+    lua.lua_rawseti(L, -2, 5);
+    lua.lua_settop(L, 0);
+  }
+
+  #installPrint(print: (line: string) => void): void {
+    const L = this.#L;
+    lua.lua_pushcfunction(L, (state: State) => {
+      const parts: string[] = [];
+      // luaL_tolstring pushes its result: count the arguments once, before it grows the stack.
+      const count = lua.lua_gettop(state);
+      for (let i = 1; i <= count; i++) parts.push(decoder.decode(lauxlib.luaL_tolstring(state, i)));
+      print(parts.join("\t"));
+      return 0;
+    });
+    lua.lua_setglobal(L, str("print"));
+  }
+
+  #installCjson(): void {
+    const L = this.#L;
+    lua.lua_pushlightuserdata(L, this);
+    this.#null = lua.lua_touserdata(L, -1);
+    lua.lua_pop(L, 1);
+    lua.lua_getglobal(L, str("package"));
+    lua.lua_getfield(L, -1, str("preload"));
+    lua.lua_pushcfunction(L, (state: State) => {
+      lua.lua_createtable(state, 0, 4);
+      lua.lua_pushcfunction(state, (s: State) => {
+        lua.lua_pushstring(s, str(JSON.stringify(this.#read(1, s) ?? null)));
+        return 1;
+      });
+      lua.lua_setfield(state, -2, str("encode"));
+      lua.lua_pushcfunction(state, (s: State) => {
+        const text = decoder.decode(lauxlib.luaL_checkstring(s, 1));
+        let value: LuaValue;
+        try {
+          value = JSON.parse(text);
+        } catch (error) {
+          return lauxlib.luaL_error(s, str(`cjson.decode: ${(error as Error).message}`));
+        }
+        this.#push(value, s);
+        return 1;
+      });
+      lua.lua_setfield(state, -2, str("decode"));
+      lua.lua_pushlightuserdata(state, this);
+      lua.lua_setfield(state, -2, str("null"));
+      lua.lua_createtable(state, 0, 0);
+      this.#emptyArrayRef = lauxlib.luaL_ref(state, lua.LUA_REGISTRYINDEX);
+      lua.lua_rawgeti(state, lua.LUA_REGISTRYINDEX, this.#emptyArrayRef);
+      lua.lua_setfield(state, -2, str("empty_array"));
+      return 1;
+    });
+    lua.lua_setfield(L, -2, str("cjson"));
+    lua.lua_settop(L, 0);
+  }
+
+  /** Pushes a JavaScript value as Lua: objects and arrays become tables, null becomes nil. */
+  #push(value: LuaValue | undefined, L: State = this.#L): void {
+    if (value === null || value === undefined) lua.lua_pushnil(L);
+    else if (typeof value === "boolean") lua.lua_pushboolean(L, value);
+    else if (typeof value === "number") {
+      if (Number.isInteger(value) && Math.abs(value) < 2 ** 31) lua.lua_pushinteger(L, value);
+      else lua.lua_pushnumber(L, value);
+    } else if (typeof value === "string") lua.lua_pushstring(L, encoder.encode(value));
+    else if (Array.isArray(value)) {
+      lua.lua_createtable(L, value.length, 0);
+      value.forEach((item, i) => {
+        this.#push(item, L);
+        lua.lua_rawseti(L, -2, i + 1);
+      });
+    } else {
+      const entries = Object.entries(value);
+      lua.lua_createtable(L, 0, entries.length);
+      for (const [key, item] of entries) {
+        this.#push(item, L);
+        lua.lua_setfield(L, -2, encoder.encode(key));
+      }
+    }
+  }
+
+  /** Reads a Lua value as JavaScript: tables with keys 1..n become arrays, other tables objects. */
+  #read(index: number, L: State = this.#L, depth = 0): LuaValue {
+    if (depth > 64) throw new LuaError("Table nested too deep to convert");
+    switch (lua.lua_type(L, index)) {
+      case lua.LUA_TBOOLEAN:
+        return lua.lua_toboolean(L, index);
+      case lua.LUA_TNUMBER:
+        return lua.lua_tonumber(L, index);
+      case lua.LUA_TSTRING:
+        return decoder.decode(lua.lua_tostring(L, index));
+      case lua.LUA_TTABLE:
+        return this.#readTable(lua.lua_absindex(L, index), L, depth);
+      default:
+        return null; // nil, cjson.null, functions: nothing JSON can carry
+    }
+  }
+
+  #readTable(index: number, L: State, depth: number): LuaValue {
+    if (this.#emptyArrayRef) {
+      lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, this.#emptyArrayRef);
+      const isEmptyArray = lua.lua_rawequal(L, -1, index);
+      lua.lua_pop(L, 1);
+      if (isEmptyArray) return [];
+    }
+    const object: Record<string, LuaValue> = {};
+    const array: LuaValue[] = [];
+    let arrayLike = true;
+    let count = 0;
+    lua.lua_pushnil(L);
+    while (lua.lua_next(L, index) !== 0) {
+      count++;
+      const value = this.#read(-1, L, depth + 1);
+      if (lua.lua_type(L, -2) === lua.LUA_TNUMBER && lua.lua_isinteger(L, -2)) {
+        const key = lua.lua_tointeger(L, -2);
+        array[key - 1] = value;
+        object[String(key)] = value;
+        if (key < 1) arrayLike = false;
+      } else {
+        arrayLike = false;
+        // lua_tostring would turn a number key on the stack into a string and confuse lua_next: copy it first.
+        lua.lua_pushvalue(L, -2);
+        object[decoder.decode(lua.lua_tostring(L, -1))] = value;
+        lua.lua_pop(L, 1);
+      }
+      lua.lua_pop(L, 1);
+    }
+    if (count > 0 && arrayLike && array.length === count) return array;
+    return object;
+  }
+
+  #popString(): string {
+    const value = lua.lua_tostring(this.#L, -1);
+    lua.lua_settop(this.#L, 0);
+    return value ? decoder.decode(value) : "unknown error";
+  }
+}
