@@ -3,7 +3,7 @@
  * the request the script made) and may answer at once; the response hook runs on every answer going to a client,
  * cache hits included — for a streamed answer it sees the status and headers, with `body = nil`.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler, Next } from "hono";
 import { InvalidRequest } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { BridgeMetrics } from "../metrics.ts";
@@ -27,14 +27,15 @@ export class PluginHooks {
 
   /** The request hook as a middleware: continues with the changed request, or answers for the script. */
   request(): MiddlewareHandler {
-    const hooks = this;
-    return async function luaRequestHook(c, next) {
-      const request = c.get("proxyRequest");
-      const [proceed, table] = await hooks.#call("request", "HandleServerRequest", requestTable(request), 2);
-      if (proceed === false) return responseFrom(asTable(table));
-      if (table !== null) applyRequest(request, asTable(table));
-      await next();
-    };
+    return (c, next) => this.#requestHook(c, next);
+  }
+
+  async #requestHook(c: Context, next: Next): Promise<Response | void> {
+    const request = c.get("proxyRequest");
+    const [proceed, table] = await this.#call("request", "HandleServerRequest", requestTable(request), 2);
+    if (proceed === false) return responseFrom(asTable(table));
+    if (table !== null) applyRequest(request, asTable(table));
+    await next();
   }
 
   /** Runs the response hook on an answer about to go out. */
