@@ -44,6 +44,7 @@ Deno.test("every flag and BRIDGE_* variable the deployment files use exists", as
           "--unstable-kv",
           "--unstable-no-legacy-abort",
           "--output",
+          "--include",
         ].includes(flag)
       ) continue;
       assert(
