@@ -169,6 +169,17 @@ export class BridgeMetrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly asyncJobs = new Counter({
+    name: "bridge_async_jobs_total",
+    help: "Async (request_fingerprint) jobs by state reached: accepted, completed, failed.",
+    labelNames: ["state"] as const,
+    registers: [this.registry],
+  });
+  readonly asyncJobsPending = new Gauge({
+    name: "bridge_async_jobs_pending",
+    help: "Async jobs accepted and not finished yet.",
+    registers: [this.registry],
+  });
   readonly cacheRequests = new Counter({
     name: "bridge_cache_requests_total",
     help: "Cacheable requests by outcome: HIT-MEMORY, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",

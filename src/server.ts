@@ -3,6 +3,7 @@
  * Every error thrown by a step reaches `onError`, which answers in OpenAI's error shape.
  */
 import { Hono, type MiddlewareHandler } from "hono";
+import { AsyncJobs } from "./async/jobs.ts";
 import { CacheService } from "./cache/service.ts";
 import { PluginHooks } from "./plugin/hooks.ts";
 import { LuaPool } from "./plugin/pool.ts";
@@ -67,6 +68,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     stripCredentials: access !== undefined,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
+  const jobs = config.async ? await AsyncJobs.open(config.async, upstream, metrics, log) : undefined;
 
   const app = new Hono();
   app.use(accessLog(log, metrics));
@@ -99,6 +101,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     think: config.think,
     cache,
     plugin,
+    jobs,
   });
   app.all("*", ...(steps as [MiddlewareHandler]), proxy);
   app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse());
@@ -128,6 +131,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     },
     async close() {
       luaPool?.close();
+      await jobs?.close();
       transport.close();
       await cache?.close();
     },

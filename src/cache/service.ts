@@ -166,11 +166,16 @@ export class CacheService {
   }
 }
 
-/** A cached answer as the client gets it, in the shape it was recorded (JSON, SSE or NDJSON). */
-function replay(answer: CachedAnswer, outcome: CacheOutcome): Answer {
+/**
+ * A stored answer as the client gets it, in the shape it was recorded (JSON, SSE or NDJSON); with an outcome
+ * (a cache hit), `X-Cache` and `Age` say where it came from.
+ */
+export function replay(answer: CachedAnswer, outcome?: CacheOutcome): Answer {
   const headers = new Headers(answer.headers as [string, string][]);
-  headers.set("x-cache", outcome);
-  headers.set("age", String(Math.max(0, Math.floor((Date.now() - answer.storedAt) / 1000))));
+  if (outcome) {
+    headers.set("x-cache", outcome);
+    headers.set("age", String(Math.max(0, Math.floor((Date.now() - answer.storedAt) / 1000))));
+  }
   return {
     status: answer.status,
     headers,

@@ -70,6 +70,8 @@ export interface Config {
   readonly cache?: CacheSettings;
   /** Shared (enterprise) mode and access control. */
   readonly shared: SharedSettings;
+  /** Async (request_fingerprint) jobs, when `--enable-async-request` is given. */
+  readonly async?: { readonly resultTtlMs: number; readonly concurrency: number; readonly dir: string };
   /** The Lua plugin, when `--enable-luajit` is given. */
   readonly lua?: LuaSettings;
   /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
@@ -197,6 +199,17 @@ function buildProgram(): Command {
     ),
     flag("--metrics-key <key>", "require 'Authorization: Bearer <key>' on /metrics"),
     flag("--cache-shared-across-tenants", "let tenants share cached answers (off: each tenant has its own)"),
+    flag(
+      "--enable-async-request",
+      "answer requests carrying request_fingerprint with 202 until their job is done",
+    ),
+    flag(
+      "--async-result-ttl <ms>",
+      "how long a finished job's answer is kept, 1000-2592000000",
+      integerIn(1000, 2_592_000_000),
+      3_600_000,
+    ),
+    flag("--async-concurrency <n>", "jobs sent upstream at once, 1-1024", integerIn(1, 1024), 16),
     flag("--enable-luajit", "run the Lua plugin's hooks on every request (the VM is fengari, Lua 5.3)"),
     flag("--luajit-instances-power <n>", "2^N Lua states, each in a worker thread, 1-8", integerIn(1, 8), 1),
     flag("--luajit-script <path>", "the plugin script", undefined, "./plugin.lua"),
@@ -336,6 +349,9 @@ export function parseConfig(
       metricsKey: o.metricsKey,
       sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
     }),
+    async: !o.enableAsyncRequest
+      ? undefined
+      : Object.freeze({ resultTtlMs: o.asyncResultTtl, concurrency: o.asyncConcurrency, dir: o.cacheDir }),
     lua: !o.enableLuajit ? undefined : Object.freeze({
       script: o.luajitScript,
       instances: 2 ** o.luajitInstancesPower,

@@ -3,6 +3,8 @@
  * on its way upstream, or sends the request upstream (recording the answer for the cache).
  */
 import type { Handler } from "hono";
+import { asyncGate } from "../async/gate.ts";
+import type { AsyncJobs } from "../async/jobs.ts";
 import type { CacheService } from "../cache/service.ts";
 import { NotFound } from "../errors.ts";
 import { isProxiedPath } from "./endpoints.ts";
@@ -13,6 +15,8 @@ import type { UpstreamClient, UpstreamExchange } from "./upstream.ts";
 
 export interface ProxyHandlerOptions extends RespondOptions {
   upstream: UpstreamClient;
+  /** Undefined unless `--enable-async-request`. */
+  jobs?: AsyncJobs;
   /** Undefined when the cache is off. */
   cache?: CacheService;
 }
@@ -23,6 +27,11 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
     const trace = c.get("trace");
     // A plugin may have moved the request outside what the bridge proxies.
     if (!isProxiedPath(request.path)) throw new NotFound(request.method, request.path);
+    if (options.jobs) {
+      const job = await asyncGate(options.jobs, request);
+      if (job instanceof Response) return job;
+      if (job) return respond(job, request, trace, options);
+    }
     const { cache } = options;
     const lookup = cache?.prepare(request);
     if (!cache || !lookup) {

@@ -31,8 +31,13 @@ export interface UpstreamExchange {
   release(): void;
 }
 
+export interface SendOptions {
+  /** Wait for a rate-limit token instead of refusing with 429 (background jobs). */
+  waitForToken?: boolean;
+}
+
 export interface UpstreamClient {
-  send(request: ProxyRequest): Promise<UpstreamExchange>;
+  send(request: ProxyRequest, options?: SendOptions): Promise<UpstreamExchange>;
 }
 
 export interface UpstreamOptions {
@@ -55,8 +60,9 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const { base, timeoutMs, retry, limiter, metrics, log } = options;
   const fetchUpstream = options.fetch;
 
-  async function send(request: ProxyRequest): Promise<UpstreamExchange> {
-    const refusal = limiter.tryTake();
+  async function send(request: ProxyRequest, sendOptions: SendOptions = {}): Promise<UpstreamExchange> {
+    if (sendOptions.waitForToken) await limiter.take(request.cancellation);
+    const refusal = sendOptions.waitForToken ? 0 : limiter.tryTake();
     if (refusal > 0) {
       metrics.rateLimited.inc();
       throw new RateLimited(refusal);

@@ -1,0 +1,252 @@
+/**
+ * Async jobs (`request_fingerprint`): durable in Deno KV under `--cache-dir`, executed through a KV queue.
+ *
+ * Layout of `jobs.kv`:
+ * - ["job", tenant, fingerprint]: the job — which request it is (a digest, to answer 409 to a different one), its
+ *   state, and until it finishes the request itself;
+ * - ["pending", tenant, fingerprint]: jobs not finished yet, re-enqueued at start-up (crash recovery);
+ * - results, as cache entries (chunked when large) under the same names, kept for `--async-result-ttl`.
+ * A job is created in one atomic commit with its queue message, so two submissions cannot make two jobs.
+ * Execution is at least once: a job runs again if the bridge dies after the upstream answered and before the
+ * result was stored.
+ */
+import { DiskTier } from "../cache/disk.ts";
+import { answerTokens, type CachedAnswer } from "../cache/entry.ts";
+import { asBridgeError, BridgeError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { BridgeMetrics } from "../metrics.ts";
+import type { ProxyRequest } from "../proxy/request.ts";
+import type { UpstreamClient } from "../proxy/upstream.ts";
+import { streamFormat } from "../stream/format.ts";
+import { Cancellation } from "../time.ts";
+
+export type JobState = "pending" | "running" | "done";
+
+interface Job {
+  digest: string;
+  state: JobState;
+  createdAt: number;
+  /** Until the job is done: what to send upstream. */
+  request?: StoredRequest;
+}
+
+interface StoredRequest {
+  method: string;
+  path: string;
+  search: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  tenant?: string;
+}
+
+interface QueueMessage {
+  tenant: string;
+  fingerprint: string;
+}
+
+export interface JobSettings {
+  dir: string;
+  resultTtlMs: number;
+  concurrency: number;
+}
+
+/** What a submission finds. */
+export type Submission =
+  | { kind: "accepted" }
+  | { kind: "waiting" }
+  | { kind: "conflict" }
+  | { kind: "done"; answer: CachedAnswer };
+
+export class AsyncJobs {
+  readonly #running = new Set<string>();
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
+  #closed = false;
+  readonly #listening: Promise<void>;
+
+  private constructor(
+    private readonly kv: Deno.Kv,
+    private readonly results: DiskTier,
+    private readonly settings: JobSettings,
+    private readonly upstream: UpstreamClient,
+    private readonly metrics: BridgeMetrics,
+    private readonly log: Logger,
+  ) {
+    this.#listening = kv.listenQueue((message) => this.#run(message as QueueMessage));
+  }
+
+  static async open(
+    settings: JobSettings,
+    upstream: UpstreamClient,
+    metrics: BridgeMetrics,
+    log: Logger,
+  ): Promise<AsyncJobs> {
+    await Deno.mkdir(settings.dir, { recursive: true });
+    const kv = await Deno.openKv(`${settings.dir}/jobs.kv`);
+    const results = await DiskTier.open(kv, { maxEntries: 1_000_000 });
+    const jobs = new AsyncJobs(kv, results, settings, upstream, metrics, log);
+    await jobs.#resume();
+    return jobs;
+  }
+
+  /** Submits (or polls) a job: the answer when done, else whether it was accepted or is still on its way. */
+  async submit(fingerprint: string, digest: string, request: ProxyRequest): Promise<Submission> {
+    const tenant = request.tenant ?? "";
+    const key = ["job", tenant, fingerprint];
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = await this.kv.get<Job>(key);
+      if (existing.value) {
+        if (existing.value.digest !== digest) return { kind: "conflict" };
+        if (existing.value.state !== "done") return { kind: "waiting" };
+        const answer = await this.results.get(resultKey(tenant, fingerprint));
+        return answer ? { kind: "done", answer } : { kind: "waiting" };
+      }
+      const job: Job = { digest, state: "pending", createdAt: Date.now(), request: storedRequest(request) };
+      const message: QueueMessage = { tenant, fingerprint };
+      const created = await this.kv.atomic()
+        .check(existing)
+        .set(key, job)
+        .set(["pending", tenant, fingerprint], true)
+        .enqueue(message)
+        .commit();
+      if (created.ok) {
+        this.metrics.asyncJobs.inc({ state: "accepted" });
+        this.metrics.asyncJobsPending.inc();
+        return { kind: "accepted" };
+      }
+      // Another submission of the same job won the race: read what it stored.
+    }
+    return { kind: "waiting" };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.kv.close();
+    await this.#listening.catch(() => {});
+  }
+
+  /** Re-enqueues the jobs a previous run accepted and did not finish. */
+  async #resume(): Promise<void> {
+    let resumed = 0;
+    for await (const entry of this.kv.list<boolean>({ prefix: ["pending"] })) {
+      const [, tenant, fingerprint] = entry.key as [string, string, string];
+      await this.kv.enqueue({ tenant, fingerprint } satisfies QueueMessage);
+      resumed++;
+    }
+    this.metrics.asyncJobsPending.set(resumed);
+    if (resumed) this.log.info("async jobs resumed", { jobs: resumed });
+  }
+
+  async #run({ tenant, fingerprint }: QueueMessage): Promise<void> {
+    const name = `${tenant}/${fingerprint}`;
+    if (this.#running.has(name) || this.#closed) return; // a duplicate delivery while it runs here
+    this.#running.add(name);
+    await this.#slot();
+    try {
+      const key = ["job", tenant, fingerprint];
+      const entry = await this.kv.get<Job>(key);
+      const job = entry.value;
+      if (!job || job.state === "done" || !job.request) return;
+      await this.kv.set(key, { ...job, state: "running" });
+      const answer = await this.#execute(job.request);
+      await this.results.set(resultKey(tenant, fingerprint), answer);
+      const expireIn = this.settings.resultTtlMs;
+      const done = await this.kv.atomic()
+        .set(key, { digest: job.digest, state: "done", createdAt: job.createdAt } satisfies Job, { expireIn })
+        .delete(["pending", tenant, fingerprint])
+        .commit();
+      if (done.ok) {
+        this.metrics.asyncJobs.inc({ state: answer.status < 400 ? "completed" : "failed" });
+        this.metrics.asyncJobsPending.dec();
+      }
+    } finally {
+      this.#running.delete(name);
+      this.#release();
+    }
+  }
+
+  /** Sends the job's request upstream and records the whole answer, whatever its status. */
+  async #execute(stored: StoredRequest): Promise<CachedAnswer> {
+    const request: ProxyRequest = {
+      method: stored.method,
+      path: stored.path,
+      search: stored.search,
+      headers: new Headers(stored.headers),
+      body: stored.body ? new Uint8Array(stored.body) : null,
+      tenant: stored.tenant,
+      cancellation: new Cancellation(),
+      startedAt: performance.now(),
+    };
+    const now = Date.now();
+    const entry = (
+      status: number,
+      headers: [string, string][],
+      body: Uint8Array<ArrayBuffer>,
+      format?: ReturnType<typeof streamFormat>,
+    ): CachedAnswer => ({
+      status,
+      headers,
+      format,
+      body,
+      storedAt: now,
+      expiresAt: now + this.settings.resultTtlMs,
+      tokens: answerTokens(format, body),
+    });
+    try {
+      const exchange = await this.upstream.send(request, { waitForToken: true });
+      const { response } = exchange;
+      let body: Uint8Array<ArrayBuffer>;
+      try {
+        body = await response.bytes();
+      } catch (error) {
+        throw exchange.failure(error);
+      } finally {
+        exchange.release();
+      }
+      const headers: [string, string][] = [];
+      response.headers.forEach((value, name) => name !== "date" && headers.push([name, value]));
+      return entry(response.status, headers, body, streamFormat(response.headers.get("content-type")));
+    } catch (error) {
+      const failure = error instanceof BridgeError ? error : asBridgeError(error);
+      this.log.warn("async job failed upstream", { error: failure.message });
+      return entry(
+        failure.status,
+        [["content-type", "application/json"]],
+        new TextEncoder().encode(JSON.stringify(failure)),
+      );
+    }
+  }
+
+  async #slot(): Promise<void> {
+    if (this.#active < this.settings.concurrency) {
+      this.#active++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#active--;
+  }
+}
+
+function resultKey(tenant: string, fingerprint: string): string {
+  return `${tenant}\u0000${fingerprint}`;
+}
+
+/** The request as it goes upstream: its fingerprint field is the bridge's, so it is left out of the body. */
+function storedRequest(request: ProxyRequest): StoredRequest {
+  const { request_fingerprint: _, ...json } = request.json ?? {};
+  const headers: [string, string][] = [];
+  request.headers.forEach((value, name) => headers.push([name, value]));
+  return {
+    method: request.method,
+    path: request.path,
+    search: request.search,
+    headers,
+    body: new TextEncoder().encode(JSON.stringify(json)),
+    tenant: request.tenant,
+  };
+}
