@@ -95,10 +95,12 @@ export class AsyncJobs {
     const key = ["job", tenant, fingerprint];
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.kv.get<Job>(key);
-      if (existing.value) {
+      // A finished job whose result has expired is gone, whatever KV still holds (it sweeps only now and then).
+      const answer = existing.value?.state === "done"
+        ? await this.results.get(resultKey(tenant, fingerprint))
+        : undefined;
+      if (existing.value && (existing.value.state !== "done" || answer)) {
         if (existing.value.digest !== digest) return { kind: "conflict" };
-        if (existing.value.state !== "done") return { kind: "waiting" };
-        const answer = await this.results.get(resultKey(tenant, fingerprint));
         return answer ? { kind: "done", answer } : { kind: "waiting" };
       }
       const job: Job = { digest, state: "pending", createdAt: Date.now(), request: storedRequest(request) };
