@@ -56,6 +56,8 @@ async function hits(context: BenchContext): Promise<Row[]> {
       `${dir}/b`,
       "--cache-hot-threshold",
       "100000",
+      "--cache-memory-entries",
+      "16",
     ),
     diskPort,
     0,
