@@ -1,7 +1,7 @@
 /** Async (request_fingerprint) jobs through the real server. */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
-import { spawnBridge, startTestBridge, tempCacheDir } from "./harness.ts";
+import { signalTest, spawnBridge, startTestBridge, tempCacheDir } from "./harness.ts";
 
 const job = (fingerprint: string, extra: Record<string, unknown> = {}) => ({
   model: "m",
@@ -143,32 +143,28 @@ Deno.test("results expire after --async-result-ttl", async () => {
   assertEquals(t.upstream.calls, 2);
 });
 
-Deno.test({
-  name: "a bridge killed (SIGKILL) right after a 202 delivers the result after a restart",
-  ignore: Deno.build.os === "windows",
-  async fn() {
-    await using dir = await tempCacheDir();
-    const upstream = new FakeUpstream();
-    upstream.always({ delayMs: 1000 }); // the job is still waiting on the upstream when the bridge dies
-    try {
-      const first = await spawnBridge(upstream.url, "--enable-async-request", "--cache-dir", dir.path);
-      const send = (url: string) =>
-        fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(job("fp-crash")) });
-      const accepted = await send(first.url);
-      assertEquals(accepted.status, 202);
-      await accepted.body?.cancel();
-      first.process.kill("SIGKILL");
-      await first.process.status;
-      upstream.always({});
-      const second = await spawnBridge(upstream.url, "--enable-async-request", "--cache-dir", dir.path);
-      const done = await poll(() => send(second.url), 10_000);
-      assertEquals(done.status, 200);
-      assertEquals((await done.json()).choices[0].message.content, "Hello from the fake upstream.");
-      assertMatch(second.output(), /async jobs resumed jobs=1/);
-      second.process.kill("SIGTERM");
-      assertEquals((await second.process.status).code, 0);
-    } finally {
-      await upstream.close();
-    }
-  },
+signalTest("a bridge killed (SIGKILL) right after a 202 delivers the result after a restart", async () => {
+  await using dir = await tempCacheDir();
+  const upstream = new FakeUpstream();
+  upstream.always({ delayMs: 1000 }); // the job is still waiting on the upstream when the bridge dies
+  try {
+    const first = await spawnBridge(upstream.url, "--enable-async-request", "--cache-dir", dir.path);
+    const send = (url: string) =>
+      fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(job("fp-crash")) });
+    const accepted = await send(first.url);
+    assertEquals(accepted.status, 202);
+    await accepted.body?.cancel();
+    first.process.kill("SIGKILL");
+    await first.process.status;
+    upstream.always({});
+    const second = await spawnBridge(upstream.url, "--enable-async-request", "--cache-dir", dir.path);
+    const done = await poll(() => send(second.url), 10_000);
+    assertEquals(done.status, 200);
+    assertEquals((await done.json()).choices[0].message.content, "Hello from the fake upstream.");
+    assertMatch(second.output(), /async jobs resumed jobs=1/);
+    second.process.kill("SIGTERM");
+    assertEquals((await second.process.status).code, 0);
+  } finally {
+    await upstream.close();
+  }
 });

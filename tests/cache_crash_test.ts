@@ -1,13 +1,11 @@
 /** A bridge killed (SIGKILL) while writing its cache leaves a store that opens and answers correctly. */
 import { assert, assertEquals } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
-import { spawnBridge, tempCacheDir } from "./harness.ts";
+import { signalTest, spawnBridge, tempCacheDir } from "./harness.ts";
 
-Deno.test({
-  name: "SIGKILL while writing large answers: after a restart every answer is right or a miss",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
+signalTest(
+  "SIGKILL while writing large answers: after a restart every answer is right or a miss",
+  async () => {
     await using dir = await tempCacheDir();
     const reply = "0123456789".repeat(30_000); // 300 KB: several parts per entry
     const upstream = new FakeUpstream({ reply });
@@ -52,4 +50,4 @@ Deno.test({
       await upstream.close();
     }
   },
-});
+);

@@ -137,3 +137,8 @@ export async function spawnBridge(upstream: string, ...flags: string[]): Promise
   }
   return { url: `http://127.0.0.1:${port}`, process, output: () => text };
 }
+
+/** A test that sends POSIX signals to a child process: skipped on Windows, which has none to send. */
+export function signalTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: Deno.build.os === "windows", fn });
+}

@@ -1,6 +1,6 @@
 /** Shared (enterprise) mode through the real server: key injection, the key pool, access keys, secrecy. */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { spawnBridge, startTestBridge, tempCacheDir } from "./harness.ts";
+import { signalTest, spawnBridge, startTestBridge, tempCacheDir } from "./harness.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 
 const chat = { model: "m", messages: [{ role: "user", content: "hi" }] };
@@ -176,11 +176,9 @@ Deno.test("secrets never reach logs, error bodies, --debug output or --help", as
   assert(text.includes("--api-key") && !text.includes(KEY_A));
 });
 
-Deno.test({
-  name: "shared mode without a key is refused at start; a non-loopback listener without access keys warns",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
+signalTest(
+  "shared mode without a key is refused at start; a non-loopback listener without access keys warns",
+  async () => {
     const refused = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-env", "--allow-read", "--allow-net", "main.ts", "--enable-shared-mode"],
       stderr: "piped",
@@ -205,52 +203,47 @@ Deno.test({
       await upstream.close();
     }
   },
-});
+);
 
-Deno.test({
-  name: "SIGHUP reloads the key files without dropping requests",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
-    await using dir = await tempCacheDir();
-    const apiFile = `${dir.path}/api-keys`;
-    const accessFile = `${dir.path}/access-keys`;
-    await Deno.writeTextFile(apiFile, `# upstream keys\n${KEY_A}\n`);
-    await Deno.writeTextFile(accessFile, `alice:${ACCESS}\n`);
-    const upstream = new FakeUpstream({ chunkDelayMs: 100 });
-    try {
-      const bridge = await spawnBridge(
-        upstream.url,
-        "--enable-shared-mode",
-        "--api-keys-file",
-        apiFile,
-        "--access-keys-file",
-        accessFile,
-      );
-      const ask = (key: string, stream = false) =>
-        fetch(`${bridge.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${key}` },
-          body: JSON.stringify({ ...chat, stream }),
-        });
-      assertEquals((await ask("carol-key-555")).status, 401);
-      const inFlight = await ask(ACCESS, true); // a stream running across the reload
-      await Deno.writeTextFile(apiFile, `${KEY_B}\n`);
-      await Deno.writeTextFile(accessFile, `alice:${ACCESS}\ncarol:carol-key-555\n`);
-      bridge.process.kill("SIGHUP");
-      for (let i = 0; i < 100 && !bridge.output().includes("keys reloaded"); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      assert((await inFlight.text()).endsWith("data: [DONE]\n\n"), "the request in flight finished");
-      const carol = await ask("carol-key-555");
-      assertEquals(carol.status, 200);
-      await carol.text();
-      assertEquals(upstream.received.at(-1)!.headers.get("authorization"), `Bearer ${KEY_B}`);
-      bridge.process.kill("SIGTERM");
-      assertEquals((await bridge.process.status).code, 0);
-      assert(!bridge.output().includes(KEY_A) && !bridge.output().includes(KEY_B));
-    } finally {
-      await upstream.close();
+signalTest("SIGHUP reloads the key files without dropping requests", async () => {
+  await using dir = await tempCacheDir();
+  const apiFile = `${dir.path}/api-keys`;
+  const accessFile = `${dir.path}/access-keys`;
+  await Deno.writeTextFile(apiFile, `# upstream keys\n${KEY_A}\n`);
+  await Deno.writeTextFile(accessFile, `alice:${ACCESS}\n`);
+  const upstream = new FakeUpstream({ chunkDelayMs: 100 });
+  try {
+    const bridge = await spawnBridge(
+      upstream.url,
+      "--enable-shared-mode",
+      "--api-keys-file",
+      apiFile,
+      "--access-keys-file",
+      accessFile,
+    );
+    const ask = (key: string, stream = false) =>
+      fetch(`${bridge.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}` },
+        body: JSON.stringify({ ...chat, stream }),
+      });
+    assertEquals((await ask("carol-key-555")).status, 401);
+    const inFlight = await ask(ACCESS, true); // a stream running across the reload
+    await Deno.writeTextFile(apiFile, `${KEY_B}\n`);
+    await Deno.writeTextFile(accessFile, `alice:${ACCESS}\ncarol:carol-key-555\n`);
+    bridge.process.kill("SIGHUP");
+    for (let i = 0; i < 100 && !bridge.output().includes("keys reloaded"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
-  },
+    assert((await inFlight.text()).endsWith("data: [DONE]\n\n"), "the request in flight finished");
+    const carol = await ask("carol-key-555");
+    assertEquals(carol.status, 200);
+    await carol.text();
+    assertEquals(upstream.received.at(-1)!.headers.get("authorization"), `Bearer ${KEY_B}`);
+    bridge.process.kill("SIGTERM");
+    assertEquals((await bridge.process.status).code, 0);
+    assert(!bridge.output().includes(KEY_A) && !bridge.output().includes(KEY_B));
+  } finally {
+    await upstream.close();
+  }
 });

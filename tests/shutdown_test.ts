@@ -1,7 +1,7 @@
 /** Graceful shutdown of the real program: signals, drain, the drain deadline. */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
-import { spawnBridge, startTestBridge } from "./harness.ts";
+import { signalTest, spawnBridge, startTestBridge } from "./harness.ts";
 
 function startStream(url: string): Promise<Response> {
   return fetch(`${url}/v1/chat/completions`, {
@@ -10,40 +10,33 @@ function startStream(url: string): Promise<Response> {
   });
 }
 
-Deno.test({
-  name: "SIGTERM during a 1 s stream lets it finish, then the process exits 0",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
-    const upstream = new FakeUpstream({ chunkDelayMs: 250, chunkSize: 8 });
-    const bridge = await spawnBridge(upstream.url);
-    try {
-      const response = await startStream(bridge.url);
-      const reader = response.body!.getReader();
-      await reader.read();
-      bridge.process.kill("SIGTERM");
-      let text = "";
-      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-        text += new TextDecoder().decode(chunk.value);
-      }
-      assert(text.endsWith("data: [DONE]\n\n"), "the stream finished normally");
-      const status = await bridge.process.status;
-      assertEquals(status.code, 0);
-      assertMatch(bridge.output(), /SIGTERM: draining/);
-      assertMatch(bridge.output(), /stopped/);
-      // New connections are refused once draining began.
-      assert((await fetch(`${bridge.url}/health`).catch((error) => error)) instanceof Error);
-    } finally {
-      await upstream.close();
+signalTest("SIGTERM during a 1 s stream lets it finish, then the process exits 0", async () => {
+  const upstream = new FakeUpstream({ chunkDelayMs: 250, chunkSize: 8 });
+  const bridge = await spawnBridge(upstream.url);
+  try {
+    const response = await startStream(bridge.url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    bridge.process.kill("SIGTERM");
+    let text = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      text += new TextDecoder().decode(chunk.value);
     }
-  },
+    assert(text.endsWith("data: [DONE]\n\n"), "the stream finished normally");
+    const status = await bridge.process.status;
+    assertEquals(status.code, 0);
+    assertMatch(bridge.output(), /SIGTERM: draining/);
+    assertMatch(bridge.output(), /stopped/);
+    // New connections are refused once draining began.
+    assert((await fetch(`${bridge.url}/health`).catch((error) => error)) instanceof Error);
+  } finally {
+    await upstream.close();
+  }
 });
 
-Deno.test({
-  name: "streams still open at --shutdown-timeout end with an error event, and the process exits",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
+signalTest(
+  "streams still open at --shutdown-timeout end with an error event, and the process exits",
+  async () => {
     const upstream = new FakeUpstream({ chunkDelayMs: 400, chunkSize: 2 });
     const bridge = await spawnBridge(upstream.url, "--shutdown-timeout", "300");
     try {
@@ -69,32 +62,27 @@ Deno.test({
       await upstream.close();
     }
   },
-});
+);
 
-Deno.test({
-  name: "a second signal exits at once",
-  // Windows has no POSIX signals to send a child process.
-  ignore: Deno.build.os === "windows",
-  async fn() {
-    const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
-    const bridge = await spawnBridge(upstream.url);
-    try {
-      const response = await startStream(bridge.url);
-      const reader = response.body!.getReader();
-      await reader.read();
-      const start = performance.now();
-      bridge.process.kill("SIGTERM");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      bridge.process.kill("SIGINT");
-      const status = await bridge.process.status;
-      assertEquals(status.code, 1);
-      assert(performance.now() - start < 2000);
-      await reader.cancel().catch(() => {});
-      assertMatch(bridge.output(), /SIGINT again: exiting now/);
-    } finally {
-      await upstream.close();
-    }
-  },
+signalTest("a second signal exits at once", async () => {
+  const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
+  const bridge = await spawnBridge(upstream.url);
+  try {
+    const response = await startStream(bridge.url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    const start = performance.now();
+    bridge.process.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    bridge.process.kill("SIGINT");
+    const status = await bridge.process.status;
+    assertEquals(status.code, 1);
+    assert(performance.now() - start < 2000);
+    await reader.cancel().catch(() => {});
+    assertMatch(bridge.output(), /SIGINT again: exiting now/);
+  } finally {
+    await upstream.close();
+  }
 });
 
 Deno.test("/ready answers 503 while draining; /health stays 200", async () => {
