@@ -49,7 +49,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const transport = createTransport(config.upstreamClient);
   const keys = await loadKeys(config.shared);
   log.addSecrets([...keys.apiKeys, ...keys.accessKeys.map((entry) => entry.key), config.shared.metricsKey]);
-  const pool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
+  const keyPool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
   const access = keys.accessKeys.length || config.shared.accessKeysFile
     ? new AccessKeys(keys.accessKeys)
     : undefined;
@@ -64,7 +64,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     metrics,
     log,
     fetch: deps.fetch ?? transport.fetch,
-    keys: pool,
+    keys: keyPool,
     stripCredentials: access !== undefined,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
@@ -84,7 +84,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     if (metricsAccess && !metricsAccess.identify(presentedKey(c.req.raw.headers))) throw new InvalidApiKey();
     return c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType });
   });
-  // The proxy steps, in the order of DESIGN §3: access key, request reading, then cache/upstream.
+  // The proxy steps, in the order of DESIGN §3: access key, request reading, the plugin's request hook; then the
+  // handler: async gate, cache and coalescing, upstream; the think filter and response hook on the way out.
   // Without a plugin only /v1 and /api are proxied; the plugin's request hook sees every other path too (the
   // original's example blocks GET /blocked), and what it leaves outside /v1 and /api is then a 404.
   const steps: MiddlewareHandler[] = [
@@ -125,9 +126,9 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     async reloadKeys() {
       const fresh = await loadKeys(config.shared);
       log.addSecrets([...fresh.apiKeys, ...fresh.accessKeys.map((entry) => entry.key)]);
-      pool?.replace(fresh.apiKeys);
+      keyPool?.replace(fresh.apiKeys);
       access?.replace(fresh.accessKeys);
-      log.info("keys reloaded", { upstream_keys: pool?.size ?? 0, access_keys: fresh.accessKeys.length });
+      log.info("keys reloaded", { upstream_keys: keyPool?.size ?? 0, access_keys: fresh.accessKeys.length });
     },
     async close() {
       luaPool?.close();
