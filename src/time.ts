@@ -82,7 +82,8 @@ class TimerWheel {
   #interval: ReturnType<typeof setInterval> | undefined;
 
   schedule(ms: number, callback: () => void): Timer {
-    if (this.#pending++ === 0) this.#start();
+    this.#pending++;
+    if (this.#interval === undefined) this.#start();
     // Never into a slot the wheel has already passed, or the timer would never fire.
     const slot = Math.max(this.#lastTick + 1, Math.ceil((performance.now() + ms) / TIMER_RESOLUTION_MS));
     const timer = new WheelTimer(this, slot, callback);
@@ -96,7 +97,9 @@ class TimerWheel {
     const set = this.#slots.get(timer.slot);
     if (!set?.delete(timer)) return;
     if (set.size === 0) this.#slots.delete(timer.slot);
-    if (--this.#pending === 0) this.#stop();
+    // The interval stops at its next tick if nothing is pending then: stopping it here would restart it for the
+    // very next request (requests schedule and cancel deadlines thousands of times a second).
+    this.#pending--;
   }
 
   #start(): void {
