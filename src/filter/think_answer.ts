@@ -4,9 +4,10 @@
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
 import type { EndpointKind } from "../proxy/endpoints.ts";
-import { mapNdjson } from "../stream/ndjson.ts";
+import type { ChunkMapper } from "../stream/chunk_mapper.ts";
+import { ndjsonChunkMapper } from "../stream/ndjson.ts";
 import type { StreamFormat } from "../stream/format.ts";
-import { mapSse, type SseEvent } from "../stream/sse.ts";
+import { sseChunkMapper, type SseEvent } from "../stream/sse.ts";
 import { ThinkFilter, type ThinkOutput } from "./think.ts";
 
 export type ThinkMode = "strip" | "field";
@@ -24,8 +25,8 @@ export interface AnswerFilter {
   mayChange(bytes: Uint8Array): boolean;
   /** Filters a whole JSON answer; returns the same bytes when there is nothing to filter. */
   body(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer>;
-  /** Filters a streamed answer. */
-  stream(format: StreamFormat): TransformStream<Uint8Array, Uint8Array>;
+  /** Filters a streamed answer, chunk by chunk. */
+  stream(format: StreamFormat): ChunkMapper;
   /** Blocks removed so far. */
   readonly blocksRemoved: number;
 }
@@ -177,7 +178,7 @@ export function answerFilter(
 
     stream(format) {
       if (format === "sse") {
-        return mapSse({
+        return sseChunkMapper({
           event(event) {
             if (event.data === "[DONE]") return [...flush(true).map(asEvent), event];
             const chunk = parseObject(event.data);
@@ -191,7 +192,7 @@ export function answerFilter(
           end: () => flush(true).map(asEvent),
         });
       }
-      return mapNdjson({
+      return ndjsonChunkMapper({
         line(text) {
           const line = parseObject(text);
           if (!line) return [text];

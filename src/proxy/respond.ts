@@ -84,9 +84,9 @@ export async function respond(
   let bytes = 0;
   let resolveEnd!: (outcome: RelayOutcome) => void;
   trace.streamEnd = new Promise((resolve) => resolveEnd = resolve);
-  const source = filter && format ? answer.body.pipeThrough(filter.stream(format)) : answer.body;
-  const body = relay(source, {
+  const body = relay(answer.body, {
     format,
+    map: filter && format ? filter.stream(format) : undefined,
     keepaliveMs: options.keepaliveIntervalMs,
     stop: options.lifecycle.deadline,
     failure: answer.failure,

@@ -5,6 +5,7 @@
  */
 import type { BridgeError } from "../errors.ts";
 import { type Cancellation, schedule, type Timer } from "../time.ts";
+import type { ChunkMapper } from "./chunk_mapper.ts";
 import { errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
 
 export type RelayOutcome = "complete" | "failed" | "cancelled";
@@ -16,6 +17,8 @@ export interface RelayOptions {
   keepaliveMs?: number;
   /** Aborts when the stream must end now (shutdown deadline); its reason is sent as the error event. */
   stop?: Cancellation;
+  /** Rewrites the chunks on their way (the think filter), in the relay itself: no extra stream stage. */
+  map?: ChunkMapper;
   /** Maps a read error to the error the client is told about. */
   failure(error: unknown): BridgeError;
   onFirstChunk?(): void;
@@ -74,31 +77,46 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
     }
   }
 
+  /** Passes a chunk on, keeping the first-chunk metric, the byte count and the tail for an error event. */
+  function send(controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): void {
+    if (!started) {
+      started = true;
+      options.onFirstChunk?.();
+    }
+    options.onChunk?.(chunk.byteLength);
+    tail = chunk;
+    controller.enqueue(chunk);
+  }
+
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      let step: Step;
-      try {
-        step = await next();
-      } catch (error) {
-        return fail(controller, options.failure(error));
+      // Loops only when the mapper swallowed a chunk whole (say, all reasoning): then it reads on.
+      for (;;) {
+        let step: Step;
+        try {
+          step = await next();
+        } catch (error) {
+          return fail(controller, options.failure(error));
+        }
+        if (step === "stop") return fail(controller, options.failure(options.stop!.reason));
+        if (step === "keepalive") {
+          options.onKeepalive?.();
+          return controller.enqueue(KEEPALIVE_COMMENT);
+        }
+        pending = undefined;
+        let chunk: Uint8Array | undefined;
+        try {
+          chunk = step.done ? options.map?.end() : options.map ? options.map.feed(step.value) : step.value;
+        } catch (error) {
+          return fail(controller, options.failure(error));
+        }
+        if (step.done) {
+          if (chunk?.length) send(controller, chunk);
+          end("complete");
+          return controller.close();
+        }
+        if (chunk?.length) return send(controller, chunk);
       }
-      if (step === "stop") return fail(controller, options.failure(options.stop!.reason));
-      if (step === "keepalive") {
-        options.onKeepalive?.();
-        return controller.enqueue(KEEPALIVE_COMMENT);
-      }
-      pending = undefined;
-      if (step.done) {
-        end("complete");
-        return controller.close();
-      }
-      if (!started) {
-        started = true;
-        options.onFirstChunk?.();
-      }
-      options.onChunk?.(step.value.byteLength);
-      if (step.value.byteLength > 0) tail = step.value;
-      controller.enqueue(step.value);
     },
     cancel(reason) {
       end("cancelled");

@@ -4,6 +4,7 @@
  * returns. Comments pass through; an event mapped to null is dropped.
  */
 import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { asTransformStream, type ChunkMapper } from "./chunk_mapper.ts";
 
 export type SseEvent = Pick<EventSourceMessage, "data" | "event" | "id">;
 
@@ -22,7 +23,8 @@ export function encodeSse(event: SseEvent): string {
   return text + "\n";
 }
 
-export function mapSse(mapper: SseMapper): TransformStream<Uint8Array, Uint8Array> {
+/** The SSE rewrite as a pure chunk mapper. */
+export function sseChunkMapper(mapper: SseMapper): ChunkMapper {
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
   let output = "";
@@ -34,18 +36,25 @@ export function mapSse(mapper: SseMapper): TransformStream<Uint8Array, Uint8Arra
       output += `: ${comment}\n\n`; // the parser drops the space after the colon
     },
   });
-  return new TransformStream({
-    transform(chunk, controller) {
+  const take = () => {
+    if (!output) return undefined;
+    const bytes = encoder.encode(output);
+    output = "";
+    return bytes;
+  };
+  return {
+    feed(chunk) {
       parser.feed(decoder.decode(chunk, { stream: true }));
-      if (output) {
-        controller.enqueue(encoder.encode(output));
-        output = "";
-      }
+      return take();
     },
-    flush(controller) {
+    end() {
       parser.feed(decoder.decode());
       for (const mapped of mapper.end?.() ?? []) output += encodeSse(mapped);
-      if (output) controller.enqueue(encoder.encode(output));
+      return take();
     },
-  });
+  };
+}
+
+export function mapSse(mapper: SseMapper): TransformStream<Uint8Array, Uint8Array> {
+  return asTransformStream(sseChunkMapper(mapper));
 }
