@@ -1,6 +1,6 @@
 /** Lua plugins through the real server: the original API, modules, safety, and start-up failures. */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { startTestBridge, tempCacheDir } from "./harness.ts";
+import { startTestBridge, tempCacheDir, type TestBridge } from "./harness.ts";
 
 const chat = { model: "m", messages: [{ role: "user", content: "hi" }] };
 
@@ -8,6 +8,31 @@ async function script(dir: string, name: string, source: string): Promise<string
   const path = `${dir}/${name}`;
   await Deno.writeTextFile(path, source);
   return path;
+}
+
+/** A bridge running `source` as its plugin (in a temporary folder, removed with the bridge). */
+async function luaBridge(
+  name: string,
+  source: string,
+  ...flags: string[]
+): Promise<TestBridge> {
+  const dir = await tempCacheDir();
+  const path = await script(dir.path, name, source);
+  const t = await startTestBridge(["--enable-luajit", "--luajit-script", path, ...flags]);
+  const stopBridge = t[Symbol.asyncDispose].bind(t);
+  return Object.assign(t, {
+    async [Symbol.asyncDispose]() {
+      await stopBridge();
+      await dir[Symbol.asyncDispose]();
+    },
+  });
+}
+
+/** The bridge still answers a plain request: the plugin's failure was that request's alone. */
+async function stillServing(t: TestBridge): Promise<void> {
+  const next = await t.post("/v1/chat/completions", chat);
+  assertEquals(next.status, 200);
+  await next.body?.cancel();
 }
 
 const IDENTITY = `
@@ -115,9 +140,7 @@ function HandleServerResponse(response) return response end
 });
 
 Deno.test("a runtime error fails that request with 500 plugin_error; the next request works", async () => {
-  await using dir = await tempCacheDir();
-  const path = await script(
-    dir.path,
+  await using t = await luaBridge(
     "flaky.lua",
     `
 function HandleServerRequest(request)
@@ -127,7 +150,6 @@ end
 function HandleServerResponse(response) return response end
 `,
   );
-  await using t = await startTestBridge(["--enable-luajit", "--luajit-script", path]);
   const failed = await t.post("/v1/chat/completions", chat, { "x-crash": "1" });
   assertEquals(failed.status, 500);
   const error = (await failed.json()).error;
@@ -137,15 +159,11 @@ function HandleServerResponse(response) return response end
     t.logs.some((line) => line.includes("boom: deliberate") && line.includes("flaky.lua:3")),
     "with its line",
   );
-  const next = await t.post("/v1/chat/completions", chat);
-  assertEquals(next.status, 200);
-  await next.body?.cancel();
+  await stillServing(t);
 });
 
 Deno.test("while true do end is cut near --lua-timeout, and /health keeps answering meanwhile", async () => {
-  await using dir = await tempCacheDir();
-  const path = await script(
-    dir.path,
+  await using t = await luaBridge(
     "loop.lua",
     `
 function HandleServerRequest(request)
@@ -154,8 +172,9 @@ function HandleServerRequest(request)
 end
 function HandleServerResponse(response) return response end
 `,
+    "--lua-timeout",
+    "300",
   );
-  await using t = await startTestBridge(["--enable-luajit", "--luajit-script", path, "--lua-timeout", "300"]);
   const start = performance.now();
   const looping = t.post("/v1/chat/completions", chat, { "x-loop": "1" });
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -170,9 +189,7 @@ function HandleServerResponse(response) return response end
   const metrics = await (await fetch(`${t.url}/metrics`)).text();
   assertMatch(metrics, /bridge_lua_calls_total\{hook="request",result="timeout"\} 1/);
   // The state is usable again.
-  const next = await t.post("/v1/chat/completions", chat);
-  assertEquals(next.status, 200);
-  await next.body?.cancel();
+  await stillServing(t);
 });
 
 Deno.test("the sandbox: no os.execute, os.exit, io, package.loadlib; C modules fail with a clear message", async () => {
