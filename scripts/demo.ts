@@ -8,7 +8,8 @@ import { startBridge } from "../src/serve.ts";
 import { FakeUpstream } from "../tests/fake_upstream.ts";
 
 const upstream = new FakeUpstream({
-  reply:
+  // Answers like a reasoning model: the think filter removes the block (try --disable-think-filter).
+  reply: "<think>\nThe user says hi. A short, friendly answer will do.\n</think>\n\n" +
     "Hello! I am a fake model behind DeepSeek-Ollama Bridge. Every token you see streamed through the proxy.",
   chunkDelayMs: 60,
   chunkSize: 6,
@@ -47,6 +48,9 @@ Try, in another terminal:
 
   curl -s ${url}/v1/chat/completions -d '{not json'        # a 400 in OpenAI's error shape
   curl -s ${url}/health; curl -s ${url}/metrics | head
+
+The fake model thinks out loud in <think> tags; the bridge removes them. To see them:
+  deno task demo --disable-think-filter        or        deno task demo --think-mode field
 
 Ctrl-C stops both.
 `);
