@@ -68,7 +68,9 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     stripCredentials: access !== undefined,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
-  const jobs = config.async ? await AsyncJobs.open(config.async, upstream, metrics, log) : undefined;
+  const jobs = config.async
+    ? await AsyncJobs.open({ ...config.async, keepCredentials: !keyPool && !access }, upstream, metrics, log)
+    : undefined;
 
   const app = new Hono();
   app.use(accessLog(log, metrics));

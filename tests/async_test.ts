@@ -168,3 +168,36 @@ signalTest("a bridge killed (SIGKILL) right after a 202 delivers the result afte
     await upstream.close();
   }
 });
+
+Deno.test("with access keys or shared mode, a job's stored request holds no credentials", async () => {
+  await using dir = await tempCacheDir();
+  await using t = await asyncBridge(
+    dir.path,
+    "--enable-shared-mode",
+    "--api-key",
+    "sk-upstream-123456",
+    "--access-key",
+    "team:ak-secret-98765",
+  );
+  t.upstream.always({ delayMs: 300 });
+  const accepted = await t.post("/v1/chat/completions", job("fp-keys"), {
+    authorization: "Bearer ak-secret-98765",
+  });
+  assertEquals(accepted.status, 202);
+  await accepted.body?.cancel();
+  // While the job waits on the upstream, look at what is on disk.
+  const kv = await Deno.openKv(`${dir.path}/jobs.kv`);
+  try {
+    const stored = await Array.fromAsync(kv.list({ prefix: ["job"] }));
+    assertEquals(stored.length, 1);
+    assert(!JSON.stringify(stored[0].value).includes("ak-secret-98765"), "no access key on disk");
+  } finally {
+    kv.close();
+  }
+  const done = await poll(() =>
+    t.post("/v1/chat/completions", job("fp-keys"), { authorization: "Bearer ak-secret-98765" })
+  );
+  assertEquals(done.status, 200);
+  await done.body?.cancel();
+  assertEquals(t.upstream.received[0].headers.get("authorization"), "Bearer sk-upstream-123456");
+});

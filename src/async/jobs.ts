@@ -15,6 +15,7 @@ import { answerTokens, type CachedAnswer } from "../cache/entry.ts";
 import { asBridgeError, BridgeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { BridgeMetrics } from "../metrics.ts";
+import { CREDENTIAL_HEADERS } from "../proxy/headers.ts";
 import type { ProxyRequest } from "../proxy/request.ts";
 import type { UpstreamClient } from "../proxy/upstream.ts";
 import { streamFormat } from "../stream/format.ts";
@@ -48,6 +49,11 @@ export interface JobSettings {
   dir: string;
   resultTtlMs: number;
   concurrency: number;
+  /**
+   * Store the client's credential headers with a job: only when they are passed upstream (no shared mode, no
+   * access keys). Otherwise they are the bridge's own secrets and never touch the disk.
+   */
+  keepCredentials?: boolean;
 }
 
 /** What a submission finds. */
@@ -103,7 +109,12 @@ export class AsyncJobs {
         if (existing.value.digest !== digest) return { kind: "conflict" };
         return answer ? { kind: "done", answer } : { kind: "waiting" };
       }
-      const job: Job = { digest, state: "pending", createdAt: Date.now(), request: storedRequest(request) };
+      const job: Job = {
+        digest,
+        state: "pending",
+        createdAt: Date.now(),
+        request: storedRequest(request, this.settings.keepCredentials ?? true),
+      };
       const message: QueueMessage = { tenant, fingerprint };
       const created = await this.kv.atomic()
         .check(existing)
@@ -239,10 +250,12 @@ function resultKey(tenant: string, fingerprint: string): string {
 }
 
 /** The request as it goes upstream: its fingerprint field is the bridge's, so it is left out of the body. */
-function storedRequest(request: ProxyRequest): StoredRequest {
+function storedRequest(request: ProxyRequest, keepCredentials: boolean): StoredRequest {
   const { request_fingerprint: _, ...json } = request.json ?? {};
   const headers: [string, string][] = [];
-  request.headers.forEach((value, name) => headers.push([name, value]));
+  request.headers.forEach((value, name) => {
+    if (keepCredentials || !CREDENTIAL_HEADERS.has(name)) headers.push([name, value]);
+  });
   return {
     method: request.method,
     path: request.path,
