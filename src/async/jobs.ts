@@ -11,7 +11,7 @@
  * result was stored.
  */
 import { DiskTier } from "../cache/disk.ts";
-import { answerTokens, type CachedAnswer } from "../cache/entry.ts";
+import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
 import { asBridgeError, BridgeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { BridgeMetrics } from "../metrics.ts";
@@ -190,21 +190,6 @@ export class AsyncJobs {
       cancellation: new Cancellation(),
       startedAt: performance.now(),
     };
-    const now = Date.now();
-    const entry = (
-      status: number,
-      headers: [string, string][],
-      body: Uint8Array<ArrayBuffer>,
-      format?: ReturnType<typeof streamFormat>,
-    ): CachedAnswer => ({
-      status,
-      headers,
-      format,
-      body,
-      storedAt: now,
-      expiresAt: now + this.settings.resultTtlMs,
-      tokens: answerTokens(format, body),
-    });
     try {
       const exchange = await this.upstream.send(request, { waitForToken: true });
       const { response } = exchange;
@@ -216,17 +201,14 @@ export class AsyncJobs {
       } finally {
         exchange.release();
       }
-      const headers: [string, string][] = [];
-      response.headers.forEach((value, name) => name !== "date" && headers.push([name, value]));
-      return entry(response.status, headers, body, streamFormat(response.headers.get("content-type")));
+      const format = streamFormat(response.headers.get("content-type"));
+      return storedAnswer(response.status, response.headers, format, body, this.settings.resultTtlMs);
     } catch (error) {
       const failure = error instanceof BridgeError ? error : asBridgeError(error);
       this.log.warn("async job failed upstream", { error: failure.message });
-      return entry(
-        failure.status,
-        [["content-type", "application/json"]],
-        new TextEncoder().encode(JSON.stringify(failure)),
-      );
+      const body = new TextEncoder().encode(JSON.stringify(failure));
+      const headers = new Headers({ "content-type": "application/json" });
+      return storedAnswer(failure.status, headers, undefined, body, this.settings.resultTtlMs);
     }
   }
 

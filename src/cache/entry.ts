@@ -21,6 +21,31 @@ export interface CachedAnswer {
 
 type Head = Omit<CachedAnswer, "body">;
 
+/** Response headers that describe one delivery, not the answer, and are not stored. */
+const UNSTORED_HEADERS = new Set(["date", "age", "x-cache", "set-cookie"]);
+
+/** An answer to store, as received, kept for `ttlMs` from now. */
+export function storedAnswer(
+  status: number,
+  responseHeaders: Headers,
+  format: StreamFormat | undefined,
+  body: Uint8Array<ArrayBuffer>,
+  ttlMs: number,
+): CachedAnswer {
+  const headers: [string, string][] = [];
+  responseHeaders.forEach((value, name) => UNSTORED_HEADERS.has(name) || headers.push([name, value]));
+  const now = Date.now();
+  return {
+    status,
+    headers,
+    format,
+    body,
+    storedAt: now,
+    expiresAt: now + ttlMs,
+    tokens: answerTokens(format, body),
+  };
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 

@@ -12,7 +12,7 @@ import type { Answer } from "../proxy/respond.ts";
 import type { UpstreamExchange } from "../proxy/upstream.ts";
 import { monotonicClock } from "../time.ts";
 import { DiskTier } from "./disk.ts";
-import { answerTokens, type CachedAnswer, isCompleteAnswer } from "./entry.ts";
+import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
@@ -40,8 +40,6 @@ export interface CacheControl {
 /** An answer larger than this is served but not stored. */
 const MAX_STORED_BYTES = 32 * 1024 * 1024;
 const SWEEP_EVERY_MS = 60_000;
-/** Response headers that describe one delivery, not the answer, and are not stored. */
-const UNSTORED_HEADERS = new Set(["date", "age", "x-cache", "set-cookie"]);
 
 export function cacheControl(headers: Headers): CacheControl {
   const value = headers.get("cache-control")?.toLowerCase() ?? "";
@@ -150,19 +148,10 @@ export class CacheService {
     const body = flight.recorded;
     if (head.status < 200 || head.status >= 300 || body.length > MAX_STORED_BYTES) return;
     if (!isCompleteAnswer(head.format, body)) return;
-    const headers: [string, string][] = [];
-    head.headers.forEach((value, name) => UNSTORED_HEADERS.has(name) || headers.push([name, value]));
-    const now = Date.now();
-    const answer: CachedAnswer = {
-      status: head.status,
-      headers,
-      format: head.format,
-      body,
-      storedAt: now,
-      expiresAt: now + this.settings.ttlMs,
-      tokens: answerTokens(head.format, body),
-    };
-    await this.tiers.store(key, answer);
+    await this.tiers.store(
+      key,
+      storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs),
+    );
   }
 }
 
