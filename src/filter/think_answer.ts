@@ -110,8 +110,7 @@ export function answerFilter(
     return filter;
   };
   const keepReasoning = settings.mode === "field";
-  // Tag names as bytes: every tag contains its name, whether JSON escapes its `<` as \u003c or not.
-  const tagPatterns = settings.tags.map((tag) => new TextEncoder().encode(tag));
+  const tagPatterns = tagPatternsOf(settings);
   let last: Json = {};
 
   /** Filters the text of every holder in one answer or chunk; returns whether anything worth sending is left. */
@@ -165,7 +164,7 @@ export function answerFilter(
 
     body(bytes) {
       if (!this.mayChange(bytes)) return bytes;
-      const text = new TextDecoder().decode(bytes);
+      const text = decoder.decode(bytes);
       let answer: Json;
       try {
         answer = JSON.parse(text);
@@ -173,7 +172,7 @@ export function answerFilter(
         return bytes;
       }
       apply(answer, false);
-      return new TextEncoder().encode(JSON.stringify(answer));
+      return encoder.encode(JSON.stringify(answer));
     },
 
     stream(format) {
@@ -203,6 +202,20 @@ export function answerFilter(
       });
     },
   };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const patterns = new WeakMap<ThinkSettings, Uint8Array[]>();
+
+/**
+ * Tag names as bytes, once per settings (answerFilter runs per request): every tag contains its name, whether
+ * JSON escapes its `<` as \u003c or not.
+ */
+function tagPatternsOf(settings: ThinkSettings): Uint8Array[] {
+  let found = patterns.get(settings);
+  if (!found) patterns.set(settings, found = settings.tags.map((tag) => encoder.encode(tag)));
+  return found;
 }
 
 function asEvent(chunk: Json): SseEvent {
