@@ -3,9 +3,9 @@
  * (Ctrl-Break on Windows). A second signal exits at once.
  */
 import { type Config, ConfigExit, parseConfig } from "./src/config/index.ts";
-import { createLogger } from "./src/log.ts";
-import { startBridge } from "./src/serve.ts";
-import { PRODUCT, VERSION } from "./src/version.ts";
+import { createLogger } from "./src/observe/log.ts";
+import { startBridge } from "./src/server/serve.ts";
+import { PRODUCT, VERSION } from "./src/core/version.ts";
 
 function readConfig(): Config {
   try {

@@ -3,8 +3,8 @@
  * Starts both on loopback, prints curl lines to copy, and runs until Ctrl-C.
  */
 import { parseConfig } from "../src/config/index.ts";
-import { createLogger } from "../src/log.ts";
-import { startBridge } from "../src/serve.ts";
+import { createLogger } from "../src/observe/log.ts";
+import { startBridge } from "../src/server/serve.ts";
 import { FakeUpstream } from "../tests/fake_upstream.ts";
 
 const upstream = new FakeUpstream({

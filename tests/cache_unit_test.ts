@@ -10,8 +10,8 @@ import {
 import { cacheKey, canonicalJson } from "../src/cache/key.ts";
 import { MemoryTier } from "../src/cache/memory.ts";
 import { HotPromotion } from "../src/cache/promotion.ts";
-import type { ProxyRequest } from "../src/proxy/request.ts";
-import { Cancellation } from "../src/time.ts";
+import type { ProxyRequest } from "../src/core/request.ts";
+import { Cancellation } from "../src/core/time.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { tempCacheDir } from "./harness.ts";
 

@@ -1,4 +1,4 @@
-import { ChunkedDecoder } from "../src/transport/chunked.ts";
+import { ChunkedDecoder } from "../src/upstream/transport/chunked.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const encoder = new TextEncoder();

@@ -4,7 +4,7 @@
  *
  * Standalone: `deno run --allow-net tests/fake_upstream.ts --port 11434 [--chunk-delay 50]`.
  */
-import { Cancellation, sleep } from "../src/time.ts";
+import { Cancellation, sleep } from "../src/core/time.ts";
 
 export interface Behaviour {
   /** Answer with this status and body instead of the normal answer. */

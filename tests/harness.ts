@@ -3,8 +3,8 @@
  * stops both when the test is done: `await using t = await startTestBridge(["--retry-attempts", "2"])`.
  */
 import { parseConfig } from "../src/config/index.ts";
-import { createLogger } from "../src/log.ts";
-import { type RunningBridge, startBridge } from "../src/serve.ts";
+import { createLogger } from "../src/observe/log.ts";
+import { type RunningBridge, startBridge } from "../src/server/serve.ts";
 import { FakeUpstream, type FakeUpstreamOptions } from "./fake_upstream.ts";
 
 export interface TestBridge extends AsyncDisposable {

@@ -1,7 +1,7 @@
 /** The pooled HTTP/1.1 client against a raw TCP server whose wire bytes each test writes itself. */
-import { completeBody } from "../src/transport/complete.ts";
-import { Http1Client } from "../src/transport/http1.ts";
-import { Cancellation, sleep } from "../src/time.ts";
+import { completeBody } from "../src/upstream/transport/complete.ts";
+import { Http1Client } from "../src/upstream/transport/http1.ts";
+import { Cancellation, sleep } from "../src/core/time.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const encoder = new TextEncoder();

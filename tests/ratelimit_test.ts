@@ -1,5 +1,5 @@
-import { tokenBucket } from "../src/proxy/ratelimit.ts";
-import { Cancellation } from "../src/time.ts";
+import { tokenBucket } from "../src/upstream/rate_limit.ts";
+import { Cancellation } from "../src/core/time.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 function fakeClock() {

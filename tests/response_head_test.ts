@@ -1,4 +1,4 @@
-import { headEnd, parseResponseHead } from "../src/transport/response_head.ts";
+import { headEnd, parseResponseHead } from "../src/upstream/transport/response_head.ts";
 import { assertEquals } from "./assert.ts";
 
 const encoder = new TextEncoder();

@@ -1,4 +1,4 @@
-import { backoffDelay, retryAfterMs, retryReasonForStatus } from "../src/proxy/retry.ts";
+import { backoffDelay, retryAfterMs, retryReasonForStatus } from "../src/upstream/retry.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const policy = { attempts: 5, minIntervalMs: 500, maxIntervalMs: 10_000 };

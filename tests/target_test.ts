@@ -1,4 +1,4 @@
-import { upstreamTarget } from "../src/proxy/target.ts";
+import { upstreamTarget } from "../src/upstream/target.ts";
 import { assertEquals } from "./assert.ts";
 
 const cases: [string, string, string][] = [

@@ -1,4 +1,4 @@
-import { Cancellation, schedule, sleep, TIMER_RESOLUTION_MS } from "../src/time.ts";
+import { Cancellation, schedule, sleep, TIMER_RESOLUTION_MS } from "../src/core/time.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 Deno.test("wheel timers fire after their delay (never early) and not when cancelled", async () => {

@@ -5,9 +5,9 @@
  */
 import { cacheKey, isCacheable } from "../cache/key.ts";
 import { replay } from "../cache/service.ts";
-import { BridgeError, InvalidRequest } from "../errors.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
-import type { Answer } from "../proxy/respond.ts";
+import { BridgeError, InvalidRequest } from "../core/errors.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import type { Answer } from "../server/respond.ts";
 import type { AsyncJobs } from "./jobs.ts";
 
 /** How long a client is asked to wait before asking again. */

@@ -12,14 +12,14 @@
  */
 import { DiskTier } from "../cache/disk.ts";
 import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
-import { asBridgeError, BridgeError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import { CREDENTIAL_HEADERS } from "../proxy/headers.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
-import type { UpstreamClient } from "../proxy/upstream.ts";
+import { asBridgeError, BridgeError } from "../core/errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import { CREDENTIAL_HEADERS } from "../upstream/headers.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import type { UpstreamClient } from "../upstream/client.ts";
 import { streamFormat } from "../stream/format.ts";
-import { Cancellation } from "../time.ts";
+import { Cancellation } from "../core/time.ts";
 
 export type JobState = "pending" | "running" | "done";
 

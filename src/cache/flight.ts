@@ -5,8 +5,8 @@
  * is just the first subscriber: when it leaves, the others keep the answer coming; when all leave, the upstream
  * call is cancelled. If the call fails, every subscriber gets the failure; nobody hangs.
  */
-import { asBridgeError, type BridgeError, ClientClosed } from "../errors.ts";
-import type { UpstreamExchange } from "../proxy/upstream.ts";
+import { asBridgeError, type BridgeError, ClientClosed } from "../core/errors.ts";
+import type { UpstreamExchange } from "../upstream/client.ts";
 import { type StreamFormat, streamFormat } from "../stream/format.ts";
 
 export interface FlightHead {

@@ -7,8 +7,8 @@
  * that was asked to include usage is not replayed to a client that did not ask for it (or the other way round).
  */
 import { createHash } from "node:crypto";
-import type { EndpointKind } from "../proxy/endpoints.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
+import type { EndpointKind } from "../core/endpoints.ts";
+import type { ProxyRequest } from "../core/request.ts";
 
 /** Body fields that never change the answer. */
 const IGNORED_FIELDS = new Set(["user", "request_fingerprint"]);

@@ -18,7 +18,7 @@
  * The original bridge moved its threshold by one every 30 s; halving and quarter steps settle in a few checks.
  */
 import { LRUCache } from "lru-cache";
-import type { Clock } from "../time.ts";
+import type { Clock } from "../core/time.ts";
 
 const WINDOW_MS = 60_000;
 const HALF_LIFE_MS = 600_000;

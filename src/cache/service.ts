@@ -3,14 +3,14 @@
  * coalesces identical misses into one flight, and stores the flight's answer when it is complete.
  */
 import { join } from "node:path";
-import { asBridgeError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import type { RequestTrace } from "../middleware/trace.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
-import type { Answer } from "../proxy/respond.ts";
-import type { UpstreamExchange } from "../proxy/upstream.ts";
-import { monotonicClock } from "../time.ts";
+import { asBridgeError } from "../core/errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import type { RequestTrace } from "../server/trace.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import type { Answer } from "../server/respond.ts";
+import type { UpstreamExchange } from "../upstream/client.ts";
+import { monotonicClock } from "../core/time.ts";
 import { DiskTier } from "./disk.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, Flights } from "./flight.ts";

@@ -3,8 +3,8 @@
  * to disk, and reaches memory only by being read often enough. A disk-tier failure is logged and treated as a
  * miss: the cache never turns a request that could be answered into an error.
  */
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { DiskTier } from "./disk.ts";
 import type { CachedAnswer } from "./entry.ts";
 import type { MemoryTier } from "./memory.ts";

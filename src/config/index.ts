@@ -3,10 +3,10 @@
  * frozen `Config`. Nothing else in the program reads `Deno.args` or the environment.
  */
 import { Command, CommanderError, Option } from "commander";
-import { VERSION } from "../version.ts";
+import { VERSION } from "../core/version.ts";
 import type { CacheSettings } from "../cache/service.ts";
 import type { ThinkSettings } from "../filter/think_answer.ts";
-import type { UpstreamClientKind } from "../transport/index.ts";
+import type { UpstreamClientKind } from "../upstream/transport/index.ts";
 import {
   byteSize,
   integerIn,

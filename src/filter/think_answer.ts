@@ -3,7 +3,7 @@
  * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
-import type { EndpointKind } from "../proxy/endpoints.ts";
+import type { EndpointKind } from "../core/endpoints.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
 import { ndjsonChunkMapper } from "../stream/ndjson.ts";
 import type { StreamFormat } from "../stream/format.ts";

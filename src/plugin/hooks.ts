@@ -4,12 +4,12 @@
  * cache hits included — for a streamed answer it sees the status and headers, with `body = nil`.
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
-import { InvalidRequest } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import { endpointKind } from "../proxy/endpoints.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
-import { parseJsonObject } from "../middleware/read_request.ts";
+import { InvalidRequest } from "../core/errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import { endpointKind } from "../core/endpoints.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import { parseJsonObject } from "../server/read_request.ts";
 import type { LuaValue } from "./lua_state.ts";
 import { type LuaPool, PluginFailure } from "./pool.ts";
 

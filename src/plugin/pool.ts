@@ -3,10 +3,10 @@
  * waits in a bounded queue. A state that stops answering (past `--lua-timeout` and a grace period: the count hook
  * inside should have cut it long before) is replaced, and the call fails; the bridge keeps serving.
  */
-import { BridgeError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import { schedule, type Timer } from "../time.ts";
+import { BridgeError } from "../core/errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import { schedule, type Timer } from "../core/time.ts";
 import type { LuaValue } from "./lua_state.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 

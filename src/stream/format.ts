@@ -1,5 +1,5 @@
 /** The streaming formats the bridge recognises, and how each one carries an error to the client. */
-import type { BridgeError } from "../errors.ts";
+import type { BridgeError } from "../core/errors.ts";
 
 export type StreamFormat = "sse" | "ndjson";
 

@@ -3,8 +3,8 @@
  * one: a stream that fails, times out or is stopped by a shutdown ends with an error event instead of a silent
  * cut; a client that goes away cancels the source (and so the upstream request).
  */
-import type { BridgeError } from "../errors.ts";
-import { type Cancellation, schedule, type Timer } from "../time.ts";
+import type { BridgeError } from "../core/errors.ts";
+import { type Cancellation, schedule, type Timer } from "../core/time.ts";
 import type { ChunkMapper } from "./chunk_mapper.ts";
 import { errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
 

@@ -6,12 +6,12 @@ import type { Handler } from "hono";
 import { asyncGate } from "../async/gate.ts";
 import type { AsyncJobs } from "../async/jobs.ts";
 import type { CacheService } from "../cache/service.ts";
-import { NotFound } from "../errors.ts";
-import { isProxiedPath } from "./endpoints.ts";
-import { completeBody } from "../transport/index.ts";
+import { NotFound } from "../core/errors.ts";
+import { isProxiedPath } from "../core/endpoints.ts";
+import { completeBody } from "../upstream/transport/index.ts";
 import { streamFormat } from "../stream/format.ts";
 import { type Answer, respond, type RespondOptions } from "./respond.ts";
-import type { UpstreamClient, UpstreamExchange } from "./upstream.ts";
+import type { UpstreamClient, UpstreamExchange } from "../upstream/client.ts";
 
 export interface ProxyHandlerOptions extends RespondOptions {
   upstream: UpstreamClient;

@@ -3,15 +3,15 @@
  * response: the think filter on successful answers, streams relayed chunk by chunk with honest endings, whole
  * bodies sent whole.
  */
-import type { BridgeError } from "../errors.ts";
+import type { BridgeError } from "../core/errors.ts";
 import { answerFilter, type ThinkSettings } from "../filter/think_answer.ts";
-import type { Lifecycle } from "../lifecycle.ts";
-import { type BridgeMetrics, routeLabel } from "../metrics.ts";
-import type { RequestTrace } from "../middleware/trace.ts";
+import type { Lifecycle } from "./lifecycle.ts";
+import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
+import type { RequestTrace } from "./trace.ts";
 import type { StreamFormat } from "../stream/format.ts";
 import { relay, type RelayOutcome } from "../stream/relay.ts";
 import type { PluginHooks } from "../plugin/hooks.ts";
-import type { ProxyRequest } from "./request.ts";
+import type { ProxyRequest } from "../core/request.ts";
 
 export interface Answer {
   readonly status: number;

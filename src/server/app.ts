@@ -3,26 +3,26 @@
  * Every error thrown by a step reaches `onError`, which answers in OpenAI's error shape.
  */
 import { Hono, type MiddlewareHandler } from "hono";
-import { AsyncJobs } from "./async/jobs.ts";
-import { CacheService } from "./cache/service.ts";
-import { PluginHooks } from "./plugin/hooks.ts";
-import { LuaPool } from "./plugin/pool.ts";
-import { isProxiedPath } from "./proxy/endpoints.ts";
-import { authenticate, InvalidApiKey } from "./middleware/authenticate.ts";
-import { loadKeys } from "./proxy/key_loading.ts";
-import { AccessKeys, KeyPool, presentedKey } from "./proxy/keys.ts";
-import { monotonicClock } from "./time.ts";
-import type { Config } from "./config/index.ts";
-import { asBridgeError, NotFound } from "./errors.ts";
+import { AsyncJobs } from "../async/jobs.ts";
+import { CacheService } from "../cache/service.ts";
+import { PluginHooks } from "../plugin/hooks.ts";
+import { LuaPool } from "../plugin/pool.ts";
+import { isProxiedPath } from "../core/endpoints.ts";
+import { authenticate, InvalidApiKey } from "./authenticate.ts";
+import { loadKeys } from "../upstream/key_loading.ts";
+import { AccessKeys, KeyPool, presentedKey } from "../upstream/keys.ts";
+import { monotonicClock } from "../core/time.ts";
+import type { Config } from "../config/index.ts";
+import { asBridgeError, NotFound } from "../core/errors.ts";
 import { Lifecycle } from "./lifecycle.ts";
-import type { Logger } from "./log.ts";
-import { BridgeMetrics } from "./metrics.ts";
-import { accessLog } from "./middleware/access_log.ts";
-import { readRequest } from "./middleware/read_request.ts";
-import { proxyHandler } from "./proxy/handler.ts";
-import { type RateLimiter, tokenBucket, unlimited } from "./proxy/ratelimit.ts";
-import { createUpstreamClient } from "./proxy/upstream.ts";
-import { createTransport, type UpstreamFetch } from "./transport/index.ts";
+import type { Logger } from "../observe/log.ts";
+import { BridgeMetrics } from "../observe/metrics.ts";
+import { accessLog } from "./access_log.ts";
+import { readRequest } from "./read_request.ts";
+import { proxyHandler } from "./proxy_handler.ts";
+import { type RateLimiter, tokenBucket, unlimited } from "../upstream/rate_limit.ts";
+import { createUpstreamClient } from "../upstream/client.ts";
+import { createTransport, type UpstreamFetch } from "../upstream/transport/index.ts";
 
 export interface Bridge {
   readonly app: Hono;

@@ -3,8 +3,8 @@
  * last byte went out), with method, path, status, duration, bytes and the upstream status.
  */
 import type { MiddlewareHandler } from "hono";
-import { type Logger, maskedHeaders } from "../log.ts";
-import { type BridgeMetrics, routeLabel } from "../metrics.ts";
+import { type Logger, maskedHeaders } from "../observe/log.ts";
+import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
 import { RequestTrace } from "./trace.ts";
 
 export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandler =>

@@ -2,7 +2,7 @@
  * The logger: one line per event, as text or JSON, with secrets masked. Lines are batched into one write per
  * few milliseconds so a busy proxy does not pay a system call per request.
  */
-import type { LogFormat } from "./config/index.ts";
+import type { LogFormat } from "../config/index.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFields = Record<string, unknown>;

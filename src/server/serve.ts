@@ -2,9 +2,9 @@
  * Runs a bridge on a socket and stops it gracefully: readiness turns 503, the listener closes, in-flight
  * requests and streams finish; at the drain deadline the streams still open end with an error event.
  */
-import type { Config } from "./config/index.ts";
-import { type Bridge, type BridgeDependencies, createBridge } from "./server.ts";
-import { sleep } from "./time.ts";
+import type { Config } from "../config/index.ts";
+import { type Bridge, type BridgeDependencies, createBridge } from "./app.ts";
+import { sleep } from "../core/time.ts";
 
 export interface RunningBridge {
   readonly bridge: Bridge;

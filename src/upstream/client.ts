@@ -11,14 +11,14 @@ import {
   RateLimited,
   UpstreamTimeout,
   UpstreamUnreachable,
-} from "../errors.ts";
+} from "../core/errors.ts";
 import type { KeyPool } from "./keys.ts";
-import type { Logger } from "../log.ts";
-import { type BridgeMetrics, routeLabel } from "../metrics.ts";
-import { Cancellation, schedule, sleep } from "../time.ts";
-import type { UpstreamFetch } from "../transport/index.ts";
-import type { RateLimiter } from "./ratelimit.ts";
-import type { ProxyRequest } from "./request.ts";
+import type { Logger } from "../observe/log.ts";
+import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
+import { Cancellation, schedule, sleep } from "../core/time.ts";
+import type { UpstreamFetch } from "./transport/index.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import type { ProxyRequest } from "../core/request.ts";
 import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
 import { upstreamTarget } from "./target.ts";
 

@@ -4,9 +4,9 @@
  * digits of its SHA-256.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Logger } from "../log.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import type { Clock } from "../time.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import type { Clock } from "../core/time.ts";
 import { retryAfterMs } from "./retry.ts";
 
 export function keyFingerprint(key: string): string {

@@ -6,8 +6,8 @@
  * responses in a few µs (see docs/performance.md). It speaks HTTP/1.1 only, over TCP or TLS, and does not use
  * HTTP(S)_PROXY: `--upstream-client fetch` is there for such setups.
  */
-import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../proxy/headers.ts";
-import type { Cancellation } from "../time.ts";
+import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../headers.ts";
+import type { Cancellation } from "../../core/time.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { Connection } from "./connection.ts";
 import { headEnd, parseResponseHead, type ResponseHead } from "./response_head.ts";

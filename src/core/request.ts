@@ -1,5 +1,5 @@
 /** The request as the proxy steps see it: read, validated, and free of hop-by-hop headers. */
-import type { Cancellation } from "../time.ts";
+import type { Cancellation } from "./time.ts";
 import type { EndpointKind } from "./endpoints.ts";
 
 export interface ProxyRequest {

@@ -4,10 +4,10 @@
  * the endpoints the bridge understands, so a malformed request is answered 400 without touching the upstream.
  */
 import type { MiddlewareHandler } from "hono";
-import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../errors.ts";
-import { endpointKind } from "../proxy/endpoints.ts";
-import type { ProxyRequest } from "../proxy/request.ts";
-import { Cancellation, schedule, type Timer } from "../time.ts";
+import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
+import { endpointKind } from "../core/endpoints.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import { Cancellation, schedule, type Timer } from "../core/time.ts";
 
 declare module "hono" {
   interface ContextVariableMap {

@@ -4,9 +4,9 @@
  * the request's tenant.
  */
 import type { MiddlewareHandler } from "hono";
-import { BridgeError } from "../errors.ts";
-import type { BridgeMetrics } from "../metrics.ts";
-import { type AccessKeys, presentedKey } from "../proxy/keys.ts";
+import { BridgeError } from "../core/errors.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+import { type AccessKeys, presentedKey } from "../upstream/keys.ts";
 
 declare module "hono" {
   interface ContextVariableMap {

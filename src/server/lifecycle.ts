@@ -2,8 +2,8 @@
  * The bridge's life after start: serving, then draining on a stop signal (readiness turns 503 and no new
  * requests are taken), then the drain deadline, when streams still open are ended with an error event.
  */
-import { ShuttingDown } from "./errors.ts";
-import { Cancellation } from "./time.ts";
+import { ShuttingDown } from "../core/errors.ts";
+import { Cancellation } from "../core/time.ts";
 
 export class Lifecycle {
   #draining = false;

@@ -2,7 +2,7 @@
  * Parses the head of an HTTP/1.x response (RFC 9112 §4, §5) into what the client is shown (end-to-end
  * headers) and what only the connection needs (framing and keep-alive).
  */
-import { isForwardedResponseHeader } from "../proxy/headers.ts";
+import { isForwardedResponseHeader } from "../headers.ts";
 
 export interface ResponseHead {
   readonly status: number;

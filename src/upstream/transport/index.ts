@@ -2,7 +2,7 @@
  * The ways the bridge can send requests upstream. `pool` is the default: the fast pooled HTTP/1.1 client.
  * `fetch` is Deno's fetch: slower, but it honours HTTP(S)_PROXY and can speak HTTP/2.
  */
-import { clientResponseHeaders, CREDENTIAL_HEADERS, upstreamRequestHeaders } from "../proxy/headers.ts";
+import { clientResponseHeaders, CREDENTIAL_HEADERS, upstreamRequestHeaders } from "../headers.ts";
 import { Http1Client, type UpstreamFetch } from "./http1.ts";
 
 export type { UpstreamFetch, UpstreamRequestInit } from "./http1.ts";

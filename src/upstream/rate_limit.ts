@@ -2,7 +2,7 @@
  * A token bucket in front of upstream calls: `rate` tokens a second, holding at most one second's worth, so a
  * quiet bridge may send a burst of `rate` requests and then `rate` a second.
  */
-import { type Cancellation, type Clock, monotonicClock, sleep } from "../time.ts";
+import { type Cancellation, type Clock, monotonicClock, sleep } from "../core/time.ts";
 
 export interface RateLimiter {
   /** Takes a token now, or returns how many ms until one is available (and takes nothing). */
