@@ -96,3 +96,33 @@ Deno.test("main.ts exits 2 on a bad flag, with the message on stderr", async () 
   assertEquals(output.code, 2);
   assertMatch(new TextDecoder().decode(output.stderr), /argument '5' is invalid/);
 });
+
+Deno.test("only the environment handed to parseConfig counts, not the process's", () => {
+  const saved = Deno.env.get("BRIDGE_TIMEOUT");
+  Deno.env.set("BRIDGE_TIMEOUT", "4000");
+  try {
+    assertEquals(parseConfig([], {}).timeoutMs, 300_000);
+    assertEquals(parseConfig([], { BRIDGE_TIMEOUT: "5000" }).timeoutMs, 5000);
+  } finally {
+    if (saved === undefined) Deno.env.delete("BRIDGE_TIMEOUT");
+    else Deno.env.set("BRIDGE_TIMEOUT", saved);
+  }
+});
+
+Deno.test("an unreadable switch in the environment exits 2 like a bad flag", async () => {
+  const refused = exitOf([], { BRIDGE_DEBUG: "maybe" });
+  assertEquals(refused.exitCode, 2);
+  assertMatch(refused.message, /--debug.*'maybe'.*BRIDGE_DEBUG.*true or false/);
+  assertEquals(parseConfig([], { BRIDGE_ENABLE_CACHE: "off" }).cache, undefined);
+  assert(parseConfig([], { BRIDGE_ENABLE_CACHE: "yes" }).cache !== undefined);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-env", "--allow-net", "--allow-read", "main.ts"],
+    env: { BRIDGE_DEBUG: "maybe" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(output.code, 2);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertMatch(stderr, /BRIDGE_DEBUG/);
+  assert(!/Uncaught|at /.test(stderr), `a clear message, not a stack trace: ${stderr}`);
+});

@@ -4,7 +4,7 @@ import { ConfigExit } from "../src/config/index.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { startTestBridge, tempCacheDir } from "./harness.ts";
 
-const DEPLOY = new URL("../docs/deploy", import.meta.url);
+const DEPLOY = new URL("../docs/deploy/", import.meta.url);
 const read = (name: string) => Deno.readTextFile(new URL(name, DEPLOY));
 const FILES = [
   "deepseek-ollama-bridge.service",

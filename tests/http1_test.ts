@@ -1,5 +1,4 @@
 /** The pooled HTTP/1.1 client against a raw TCP server whose wire bytes each test writes itself. */
-import { completeBody } from "../src/upstream/transport/complete.ts";
 import { Http1Client } from "../src/upstream/transport/http1.ts";
 import { Cancellation, sleep } from "../src/core/time.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
@@ -84,10 +83,10 @@ Deno.test("http1: small answers come back complete and the connection is reused"
   const client = new Http1Client();
   try {
     const first = await client.fetch(`${server.url}/a?b=1`, init("POST", '{"q":1}'));
-    assertEquals(first.status, 200);
-    assertEquals(completeBody(first)?.length, 2);
-    assertEquals(await first.text(), "{}");
-    const second = await client.fetch(`${server.url}/c`, init());
+    assertEquals(first.response.status, 200);
+    assertEquals(first.complete?.length, 2);
+    assertEquals(await first.response.text(), "{}");
+    const { response: second } = await client.fetch(`${server.url}/c`, init());
     assertEquals(second.status, 201);
     assertEquals(second.headers.get("x-extra"), "yes");
     assertEquals(second.headers.get("content-length"), null);
@@ -123,14 +122,14 @@ Deno.test("http1: a chunked stream is handed out as it arrives, then the connect
   const client = new Http1Client();
   try {
     const start = performance.now();
-    const response = await client.fetch(`${server.url}/stream`, init());
+    const { response } = await client.fetch(`${server.url}/stream`, init());
     const arrivals: [string, number][] = [];
     for await (const chunk of response.body!) {
       arrivals.push([decoder.decode(chunk), performance.now() - start]);
     }
     assertEquals(arrivals.map(([text]) => text).join(""), "data: 1\n\ndata: 2\n\n");
     assert(arrivals[0][1] < 100, `first chunk after ${arrivals[0][1]} ms`);
-    assertEquals(await (await client.fetch(`${server.url}/next`, init())).text(), "ok");
+    assertEquals(await (await client.fetch(`${server.url}/next`, init())).response.text(), "ok");
     assertEquals(server.connections, 1);
   } finally {
     client.close();
@@ -145,9 +144,9 @@ Deno.test("http1: a reused connection the server closed meanwhile is replaced tr
   ], true);
   const client = new Http1Client();
   try {
-    assertEquals(await (await client.fetch(`${server.url}/`, init())).text(), "one");
+    assertEquals(await (await client.fetch(`${server.url}/`, init())).response.text(), "one");
     await sleep(50); // the server has closed its end by now
-    assertEquals(await (await client.fetch(`${server.url}/`, init("POST", "again"))).text(), "two");
+    assertEquals(await (await client.fetch(`${server.url}/`, init("POST", "again"))).response.text(), "two");
     assertEquals(server.connections, 2);
   } finally {
     client.close();
@@ -161,7 +160,7 @@ Deno.test("http1: 100 Continue is skipped; a body without length ends at close",
   ], true);
   const client = new Http1Client();
   try {
-    const response = await client.fetch(`${server.url}/`, init());
+    const { response } = await client.fetch(`${server.url}/`, init());
     assertEquals(await response.text(), "until the end");
   } finally {
     client.close();
@@ -187,10 +186,10 @@ Deno.test("http1: gzip bodies are decoded; a body cut short is an error", async 
   ]);
   const client = new Http1Client();
   try {
-    const gz = await client.fetch(`${server.url}/gz`, init());
+    const { response: gz } = await client.fetch(`${server.url}/gz`, init());
     assertEquals(gz.headers.get("content-encoding"), null);
     assertEquals(await gz.text(), "zipped text");
-    const cut = await client.fetch(`${server.url}/cut`, init());
+    const { response: cut } = await client.fetch(`${server.url}/cut`, init());
     const reading = cut.text();
     await sleep(20);
     await server.close();
@@ -213,7 +212,7 @@ Deno.test("http1: cancelling closes the connection and rejects with the reason",
   const client = new Http1Client();
   try {
     const request = init();
-    const response = await client.fetch(`${server.url}/`, request);
+    const { response } = await client.fetch(`${server.url}/`, request);
     const reader = response.body!.getReader();
     assertEquals(decoder.decode((await reader.read()).value), "wait");
     const next = reader.read();

@@ -7,7 +7,7 @@ import { cacheKey, isCacheable } from "../cache/key.ts";
 import { replay } from "../cache/service.ts";
 import { BridgeError, InvalidRequest } from "../core/errors.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import type { Answer } from "../server/respond.ts";
+import type { Answer } from "../core/answer.ts";
 import type { AsyncJobs } from "./jobs.ts";
 
 /** How long a client is asked to wait before asking again. */

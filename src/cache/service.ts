@@ -3,12 +3,12 @@
  * coalesces identical misses into one flight, and stores the flight's answer when it is complete.
  */
 import { join } from "node:path";
+import type { CacheSettings } from "../config/index.ts";
 import { asBridgeError } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
-import type { RequestTrace } from "../server/trace.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import type { Answer } from "../server/respond.ts";
+import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
 import { monotonicClock } from "../core/time.ts";
 import { DiskTier } from "./disk.ts";
@@ -17,18 +17,7 @@ import { type Flight, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
 import { HotPromotion } from "./promotion.ts";
-import { type CacheOutcome, TieredCache } from "./tiered.ts";
-
-export interface CacheSettings {
-  readonly dir: string;
-  readonly ttlMs: number;
-  readonly maxEntries: number;
-  readonly hotThreshold: number;
-  readonly memoryEntries: number;
-  readonly memoryBytes: number;
-  /** Tenants share answers (`--cache-shared-across-tenants`). */
-  readonly sharedAcrossTenants?: boolean;
-}
+import { TieredCache } from "./tiered.ts";
 
 export interface CacheControl {
   /** `Cache-Control: no-cache`: do not answer from the cache; the fresh answer replaces the entry. */
@@ -96,7 +85,6 @@ export class CacheService {
     key: string,
     control: CacheControl,
     send: () => Promise<UpstreamExchange>,
-    trace: RequestTrace,
   ): Promise<Answer> {
     // An answer already on its way is the freshest there is (it may be a refresh that will replace the stored
     // one), so join it before looking in the tiers. A refresh (no-cache) makes its own call.
@@ -104,7 +92,7 @@ export class CacheService {
     if (!flight && !control.noCache) {
       const hit = await this.tiers.lookup(key);
       if (hit) {
-        this.#count(hit.outcome, trace);
+        this.#count(hit.outcome);
         if (hit.answer.tokens) this.metrics.cacheSavedTokens.inc(hit.answer.tokens);
         return replay(hit.answer, hit.outcome);
       }
@@ -114,10 +102,9 @@ export class CacheService {
     if (flight) this.metrics.coalesced.inc();
     else {flight = this.flights.start(key, send, (done, complete) =>
         this.#store(key, done, complete, control));}
-    this.#count(outcome, trace);
+    this.#count(outcome);
     const view = flight.subscribe();
     const head = await view.head;
-    trace.upstreamStatus = head.status;
     const headers = new Headers(head.headers);
     headers.set("x-cache", outcome);
     return {
@@ -125,6 +112,8 @@ export class CacheService {
       headers,
       format: head.format,
       body: view.body(),
+      cache: outcome,
+      upstreamStatus: head.status,
       failure: asBridgeError,
       release: () => {},
     };
@@ -137,9 +126,8 @@ export class CacheService {
     this.kv.close();
   }
 
-  #count(outcome: CacheOutcome, trace: RequestTrace): void {
+  #count(outcome: CacheOutcome): void {
     this.metrics.cacheRequests.inc({ result: outcome });
-    trace.notes.cache = outcome;
   }
 
   async #store(key: string, flight: Flight, complete: boolean, control: CacheControl): Promise<void> {
@@ -170,6 +158,7 @@ export function replay(answer: CachedAnswer, outcome?: CacheOutcome): Answer {
     headers,
     format: answer.format,
     body: answer.format ? ReadableStream.from([answer.body]) : answer.body,
+    cache: outcome,
     failure: asBridgeError,
     release: () => {},
   };

@@ -10,9 +10,6 @@ import type { CachedAnswer } from "./entry.ts";
 import type { MemoryTier } from "./memory.ts";
 import type { HotPromotion } from "./promotion.ts";
 
-/** How a request was answered, as sent in `X-Cache`, logged and counted. */
-export type CacheOutcome = "HIT-MEMORY" | "HIT-DISK" | "MISS" | "BYPASS" | "COALESCED";
-
 export interface CacheHit {
   answer: CachedAnswer;
   outcome: "HIT-MEMORY" | "HIT-DISK";

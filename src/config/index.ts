@@ -2,11 +2,8 @@
  * The command line: every flag, its default, range and `BRIDGE_*` environment variable, parsed once into a
  * frozen `Config`. Nothing else in the program reads `Deno.args` or the environment.
  */
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, Help, InvalidArgumentError, Option } from "commander";
 import { VERSION } from "../core/version.ts";
-import type { CacheSettings } from "../cache/service.ts";
-import type { ThinkSettings } from "../filter/think_answer.ts";
-import type { UpstreamClientKind } from "../upstream/transport/index.ts";
 import {
   byteSize,
   integerIn,
@@ -20,6 +17,30 @@ import {
 } from "./values.ts";
 
 export type LogFormat = "text" | "json";
+
+/** How the bridge calls the upstream: the pooled HTTP/1.1 client or Deno's fetch. */
+export type UpstreamClientKind = "pool" | "fetch";
+
+export interface CacheSettings {
+  readonly dir: string;
+  readonly ttlMs: number;
+  readonly maxEntries: number;
+  readonly hotThreshold: number;
+  readonly memoryEntries: number;
+  readonly memoryBytes: number;
+  /** Tenants share answers (`--cache-shared-across-tenants`). */
+  readonly sharedAcrossTenants?: boolean;
+}
+
+/** strip: delete reasoning; field: move it to `reasoning_content` (OpenAI) or `thinking` (Ollama). */
+export type ThinkMode = "strip" | "field";
+
+export interface ThinkSettings {
+  readonly tags: readonly string[];
+  readonly mode: ThinkMode;
+  /** Models whose prompt template opens the think block for them (R1-distill); undefined: none. */
+  readonly implicitModels?: RegExp;
+}
 
 export interface RetryPolicy {
   /** Extra attempts after the first one. */
@@ -78,7 +99,15 @@ export interface Config {
   readonly think?: ThinkSettings;
 }
 
-/** Builds the option; the environment variable is named after the long flag. */
+/** The environment variable of an option: `BRIDGE_` and its long name, such as `BRIDGE_RATE_LIMIT`. */
+function envName(option: Option): string {
+  return `BRIDGE_${option.long!.slice(2).toUpperCase().replaceAll("-", "_")}`;
+}
+
+/**
+ * Builds the option. Its environment variable is read by `readEnvironment` from the environment handed to
+ * `parseConfig` (commander's own `Option.env()` would read the process's, whatever the caller passed).
+ */
 function flag(
   flags: string,
   description: string,
@@ -86,8 +115,7 @@ function flag(
   parse?: (raw: string, previous?: any) => unknown,
   fallback?: unknown,
 ): Option {
-  const long = /--([a-z0-9-]+)/.exec(flags)![1];
-  const option = new Option(flags, description).env(`BRIDGE_${long.toUpperCase().replaceAll("-", "_")}`);
+  const option = new Option(flags, description);
   if (parse) option.argParser(parse as (raw: string, previous: unknown) => unknown);
   if (fallback !== undefined) option.default(fallback, String(fallback) || "none");
   return option;
@@ -101,7 +129,11 @@ function buildProgram(): Command {
     )
     .version(VERSION, "-V, --version", "print the version and exit")
     .helpOption("-h, --help", "show this help and exit")
-    .configureHelp({ helpWidth: 118 })
+    .configureHelp({
+      helpWidth: 118,
+      // Commander shows an option's variable only when it reads it itself: add it to the description here.
+      optionDescription: (option) => withEnvName(new Help().optionDescription(option), envName(option)),
+    })
     .allowExcessArguments(false);
   const options = [
     flag("-d, --debug", "verbose logs: request and response headers (secrets masked) and body sizes"),
@@ -249,6 +281,39 @@ function keyList(raw: string, previous: string[] = []): string[] {
   return [...previous, ...raw.split(",").map((key) => key.trim()).filter(Boolean)];
 }
 
+function withEnvName(description: string, name: string): string {
+  return description.endsWith(")")
+    ? `${description.slice(0, -1)}, env: ${name})`
+    : `${description} (env: ${name})`;
+}
+
+/**
+ * Fills every option not given on the command line from its `BRIDGE_*` variable in `env`, with the flag's own
+ * parser; switches read `1/true/yes/on` and `0/false/no/off`. A bad value is the same exit-2 error a bad flag gets.
+ */
+function readEnvironment(program: Command, env: Record<string, string | undefined>): void {
+  for (const option of program.options) {
+    const name = option.attributeName();
+    const variable = envName(option);
+    const raw = env[variable];
+    if (raw === undefined || program.getOptionValueSource(name) === "cli") continue;
+    try {
+      const value = option.isBoolean()
+        ? switchValue(raw)
+        : option.parseArg
+        ? option.parseArg(raw, undefined)
+        : raw;
+      program.setOptionValueWithSource(name, value, "env");
+    } catch (error) {
+      if (!(error instanceof InvalidArgumentError)) throw error;
+      throw new ConfigExit(
+        2,
+        `error: option '${option.flags}' value '${raw}' from env '${variable}' is invalid. ${error.message}`,
+      );
+    }
+  }
+}
+
 /** Thrown when the command line asks the program to exit: for help, version or a bad value. */
 export class ConfigExit extends Error {
   constructor(readonly exitCode: number, message: string) {
@@ -270,27 +335,15 @@ export function parseConfig(
     writeOut: (text) => output += text,
     writeErr: (text) => output += text,
   });
-  // commander reads process.env; hand it the environment we were given.
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
   try {
     program.parse([...args], { from: "user" });
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
     const done = error.code === "commander.helpDisplayed" || error.code === "commander.version";
     throw new ConfigExit(done ? 0 : 2, output.trimEnd() || error.message);
-  } finally {
-    for (const key of Object.keys(env)) if (!(key in saved)) delete process.env[key];
-    Object.assign(process.env, saved);
   }
+  readEnvironment(program, env);
   const o = program.opts();
-  // commander turns any value of a switch's variable into true; read "0"/"false" as off.
-  for (const option of program.options) {
-    const name = option.attributeName();
-    if (option.isBoolean() && program.getOptionValueSource(name) === "env") {
-      o[name] = switchValue(env[option.envVar!] ?? "");
-    }
-  }
   if (o.enableSharedMode && !o.apiKey?.length && !env.BRIDGE_API_KEYS && !o.apiKeysFile) {
     throw new ConfigExit(
       2,

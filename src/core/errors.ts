@@ -129,9 +129,20 @@ export class ClientClosed extends BridgeError {
   }
 }
 
-/** Maps anything thrown to a BridgeError, so unexpected failures still answer in the OpenAI shape. */
-export function asBridgeError(error: unknown): BridgeError {
-  if (error instanceof BridgeError) return error;
-  const message = error instanceof Error ? error.message : String(error);
+/** The error of an unexpected failure inside the bridge. */
+export function internalError(message: string): BridgeError {
   return new BridgeError(500, "server_error", "internal_error", `Internal error in the bridge: ${message}`);
+}
+
+/**
+ * Maps anything thrown to a BridgeError, so unexpected failures still answer in the API's error shape; what is
+ * not a BridgeError becomes `fallback(message)` (an internal error unless the caller knows better, such as the
+ * upstream client, for which anything else is the upstream's failure).
+ */
+export function asBridgeError(
+  error: unknown,
+  fallback: (message: string) => BridgeError = internalError,
+): BridgeError {
+  if (error instanceof BridgeError) return error;
+  return fallback(error instanceof Error ? error.message : String(error));
 }

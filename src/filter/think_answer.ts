@@ -3,21 +3,13 @@
  * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
+import type { ThinkSettings } from "../config/index.ts";
 import type { EndpointKind } from "../core/endpoints.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
 import { ndjsonChunkMapper } from "../stream/ndjson.ts";
 import type { StreamFormat } from "../stream/format.ts";
 import { sseChunkMapper, type SseEvent } from "../stream/sse.ts";
 import { ThinkFilter, type ThinkOutput } from "./think.ts";
-
-export type ThinkMode = "strip" | "field";
-
-export interface ThinkSettings {
-  readonly tags: readonly string[];
-  readonly mode: ThinkMode;
-  /** Models whose prompt template opens the think block for them (R1-distill); undefined: none. */
-  readonly implicitModels?: RegExp;
-}
 
 /** The think filter of one answer. */
 export interface AnswerFilter {

@@ -8,8 +8,7 @@ import { InvalidRequest } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { endpointKind } from "../core/endpoints.ts";
-import type { ProxyRequest } from "../core/request.ts";
-import { parseJsonObject } from "../server/read_request.ts";
+import { parseJsonObject, type ProxyRequest } from "../core/request.ts";
 import type { LuaValue } from "./lua_state.ts";
 import { type LuaPool, PluginFailure } from "./pool.ts";
 
@@ -34,7 +33,7 @@ export class PluginHooks {
     const request = c.get("proxyRequest");
     const [proceed, table] = await this.#call("request", "HandleServerRequest", requestTable(request), 2);
     if (proceed === false) return responseFrom(asTable(table));
-    if (table !== null) applyRequest(request, asTable(table));
+    if (table !== null) c.set("proxyRequest", changedRequest(request, asTable(table)));
     await next();
   }
 
@@ -85,20 +84,32 @@ function requestTable(request: ProxyRequest): Table {
   };
 }
 
-/** Applies what the script changed: method, path (a `?` in it sets the query), headers, body. */
-function applyRequest(request: ProxyRequest, table: Table): void {
-  if (typeof table.method === "string") request.method = table.method.toUpperCase();
+/** The request as the script changed it: method, path (a `?` in it sets the query), headers, body. */
+function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
+  const method = typeof table.method === "string" ? table.method.toUpperCase() : request.method;
+  let { path, search } = request;
   if (typeof table.path === "string") {
     const query = table.path.indexOf("?");
-    request.path = query < 0 ? table.path : table.path.slice(0, query);
-    if (query >= 0) request.search = table.path.slice(query);
+    path = query < 0 ? table.path : table.path.slice(0, query);
+    if (query >= 0) search = table.path.slice(query);
   }
-  if (table.headers && typeof table.headers === "object") {
-    request.headers = headersFrom(table.headers, request.headers);
-  }
-  if (typeof table.body === "string") request.body = table.body ? encoder.encode(table.body) : null;
-  request.kind = endpointKind(request.method, request.path);
-  request.json = request.kind ? parseJsonObject(request.body) : undefined;
+  const headers = table.headers && typeof table.headers === "object"
+    ? headersFrom(table.headers, request.headers)
+    : request.headers;
+  const body = typeof table.body === "string"
+    ? (table.body ? encoder.encode(table.body) : null)
+    : request.body;
+  const kind = endpointKind(method, path);
+  return {
+    ...request,
+    method,
+    path,
+    search,
+    headers,
+    body,
+    kind,
+    json: kind ? parseJsonObject(body) : undefined,
+  };
 }
 
 function responseFrom(table: Table): Response {

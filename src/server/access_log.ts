@@ -5,13 +5,11 @@
 import type { MiddlewareHandler } from "hono";
 import { type Logger, maskedHeaders } from "../observe/log.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
-import { RequestTrace } from "./trace.ts";
+import type { Sent } from "./delivery.ts";
 
 export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandler =>
   async function accessLog(c, next) {
     const startedAt = performance.now();
-    const trace = new RequestTrace();
-    c.set("trace", trace);
     metrics.inFlight.inc();
     try {
       await next();
@@ -19,17 +17,19 @@ export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandle
       const { method, path } = c.req;
       const status = c.res.status;
       const route = routeLabel(path);
-      const finish = (outcome?: string) => {
+      const delivery = c.get("delivery");
+      const finish = (sent?: Sent) => {
         const seconds = (performance.now() - startedAt) / 1000;
         metrics.inFlight.dec();
         metrics.countRequest(route, method, status, seconds);
         log.info(`${method} ${path}`, {
           status,
           ms: Math.round(seconds * 10000) / 10,
-          bytes: trace.bytes,
-          upstream: trace.upstreamStatus,
-          stream: outcome,
-          ...trace.notes,
+          bytes: sent?.bytes,
+          upstream: delivery?.upstreamStatus,
+          stream: sent?.stream,
+          cache: delivery?.cache,
+          error: sent?.error,
           ...(log.debugEnabled
             ? {
               request_headers: maskedHeaders(c.req.raw.headers),
@@ -38,7 +38,7 @@ export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandle
             : undefined),
         });
       };
-      if (trace.streamEnd) trace.streamEnd.then(finish);
+      if (delivery) delivery.sent.then(finish);
       else finish();
     }
   };

@@ -8,9 +8,10 @@ import type { AsyncJobs } from "../async/jobs.ts";
 import type { CacheService } from "../cache/service.ts";
 import { NotFound } from "../core/errors.ts";
 import { isProxiedPath } from "../core/endpoints.ts";
-import { completeBody } from "../upstream/transport/index.ts";
 import { streamFormat } from "../stream/format.ts";
-import { type Answer, respond, type RespondOptions } from "./respond.ts";
+import type { Answer, CacheOutcome } from "../core/answer.ts";
+import type { ProxyRequest } from "../core/request.ts";
+import { respond, type RespondOptions } from "./respond.ts";
 import type { UpstreamClient, UpstreamExchange } from "../upstream/client.ts";
 
 export interface ProxyHandlerOptions extends RespondOptions {
@@ -24,37 +25,42 @@ export interface ProxyHandlerOptions extends RespondOptions {
 export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
   async function proxy(c) {
     const request = c.get("proxyRequest");
-    const trace = c.get("trace");
     // A plugin may have moved the request outside what the bridge proxies.
     if (!isProxiedPath(request.path)) throw new NotFound(request.method, request.path);
-    if (options.jobs) {
-      const job = await asyncGate(options.jobs, request);
-      if (job instanceof Response) return job;
-      if (job) return respond(job, request, trace, options);
-    }
-    const { cache } = options;
-    const lookup = cache?.prepare(request);
-    if (!cache || !lookup) {
-      if (cache) trace.notes.cache = "BYPASS";
-      const exchange = await options.upstream.send(request);
-      trace.upstreamStatus = exchange.response.status;
-      const answer = fromExchange(exchange);
-      if (cache) answer.headers.set("x-cache", "BYPASS");
-      return respond(answer, request, trace, options);
-    }
-    const { key, noCache, noStore } = lookup;
-    const answer = await cache.answer(key, { noCache, noStore }, () => options.upstream.send(request), trace);
-    return respond(answer, request, trace, options);
+    const answer = await answerFor(request, options);
+    if (answer instanceof Response) return answer;
+    const { response, delivery } = await respond(answer, request, options);
+    c.set("delivery", delivery);
+    return response;
   };
 
-function fromExchange(exchange: UpstreamExchange): Answer {
+/** The answer to a request: an async job's, the cache's (or a flight's), or the upstream's own. */
+async function answerFor(request: ProxyRequest, options: ProxyHandlerOptions): Promise<Answer | Response> {
+  if (options.jobs) {
+    const job = await asyncGate(options.jobs, request);
+    if (job) return job;
+  }
+  const { cache } = options;
+  const lookup = cache?.prepare(request);
+  if (cache && lookup) {
+    const { key, noCache, noStore } = lookup;
+    return cache.answer(key, { noCache, noStore }, () => options.upstream.send(request));
+  }
+  const exchange = await options.upstream.send(request);
+  if (cache) exchange.response.headers.set("x-cache", "BYPASS");
+  return fromExchange(exchange, cache ? "BYPASS" : undefined);
+}
+
+function fromExchange(exchange: UpstreamExchange, cache?: CacheOutcome): Answer {
   const { response } = exchange;
   return {
     status: response.status,
     headers: response.headers,
     format: streamFormat(response.headers.get("content-type")),
     body: response.body,
-    complete: completeBody(response),
+    complete: exchange.complete,
+    cache,
+    upstreamStatus: response.status,
     failure: exchange.failure,
     release: exchange.release,
   };

@@ -6,6 +6,7 @@
 import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
 import { endpointKind } from "../core/endpoints.ts";
+import { parseJsonObject } from "../core/request.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { Cancellation, schedule, type Timer } from "../core/time.ts";
 
@@ -48,11 +49,11 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
       headers: raw.headers,
       body,
       kind,
+      json: kind ? parseJsonObject(body) : undefined,
       cancellation,
       tenant: c.get("tenant"),
       startedAt: performance.now(),
     };
-    if (kind) request.json = parseJsonObject(body);
     c.set("proxyRequest", request);
     try {
       await next();
@@ -131,22 +132,4 @@ function withTimeout(
         : new InvalidRequest(`Request body could not be read: ${error.message}`, "body_unreadable");
     },
   );
-}
-
-const decoder = new TextDecoder();
-
-export function parseJsonObject(body: Uint8Array | null): Record<string, unknown> {
-  if (!body) {
-    throw new InvalidRequest("Request body is empty: this endpoint expects a JSON object.", "invalid_json");
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(decoder.decode(body));
-  } catch (error) {
-    throw new InvalidRequest(`Request body is not valid JSON: ${(error as Error).message}`, "invalid_json");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new InvalidRequest("Request body must be a JSON object.", "invalid_json");
-  }
-  return value as Record<string, unknown>;
 }

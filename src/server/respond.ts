@@ -3,33 +3,15 @@
  * response: the think filter on successful answers, streams relayed chunk by chunk with honest endings, whole
  * bodies sent whole.
  */
-import type { BridgeError } from "../core/errors.ts";
-import { answerFilter, type ThinkSettings } from "../filter/think_answer.ts";
+import type { Answer } from "../core/answer.ts";
+import type { ThinkSettings } from "../config/index.ts";
+import { answerFilter } from "../filter/think_answer.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
-import type { RequestTrace } from "./trace.ts";
-import type { StreamFormat } from "../stream/format.ts";
-import { relay, type RelayOutcome } from "../stream/relay.ts";
+import type { Delivery, Sent } from "./delivery.ts";
+import { relay } from "../stream/relay.ts";
 import type { PluginHooks } from "../plugin/hooks.ts";
 import type { ProxyRequest } from "../core/request.ts";
-
-export interface Answer {
-  readonly status: number;
-  /** The client's copy of the response headers; respond() may add to them. */
-  readonly headers: Headers;
-  readonly format?: StreamFormat;
-  /** The whole body, or a stream of it still arriving. */
-  readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
-  /**
-   * The body, when it is already in memory although `body` is a stream: it is then sent (or filtered) without
-   * reading the stream.
-   */
-  readonly complete?: Uint8Array<ArrayBuffer>;
-  /** The error to show the client for a failure while reading the body. */
-  failure(error: unknown): BridgeError;
-  /** Called once, when the body has been read, has failed, or was abandoned. */
-  release(): void;
-}
 
 export interface RespondOptions {
   lifecycle: Lifecycle;
@@ -40,12 +22,21 @@ export interface RespondOptions {
   plugin?: PluginHooks;
 }
 
+/** The client's response, and what the access log is told of the delivery. */
+export interface Responded {
+  readonly response: Response;
+  readonly delivery: Delivery;
+}
+
 export async function respond(
   answer: Answer,
   request: ProxyRequest,
-  trace: RequestTrace,
   options: RespondOptions,
-): Promise<Response> {
+): Promise<Responded> {
+  const delivered = (response: Response, sent: Sent | Promise<Sent>): Responded => ({
+    response,
+    delivery: { cache: answer.cache, upstreamStatus: answer.upstreamStatus, sent: Promise.resolve(sent) },
+  });
   const { status, headers, format } = answer;
   const filter = status >= 200 && status < 300 && options.think
     ? answerFilter(request.kind, request.json?.model, options.think)
@@ -55,8 +46,12 @@ export async function respond(
   if (answer.complete && (!filter || !filter.mayChange(answer.complete))) {
     // Nothing to filter in a body already in memory: send it as it is, no copy, no new response.
     answer.release();
-    trace.bytes = answer.complete.length;
-    return finish(new Response(answer.complete, { status, headers }), answer.complete, options);
+    const response = await finish(
+      new Response(answer.complete, { status, headers }),
+      answer.complete,
+      options,
+    );
+    return delivered(response, { bytes: answer.complete.length });
   }
   if (!(answer.body instanceof ReadableStream) || (!format && isJson(headers.get("content-type")))) {
     let body: Uint8Array<ArrayBuffer> | null;
@@ -72,8 +67,8 @@ export async function respond(
       body = filter.body(body);
       countBlocks();
     }
-    trace.bytes = body?.byteLength ?? 0;
-    return finish(new Response(body, { status, headers }), body, options);
+    const response = await finish(new Response(body, { status, headers }), body, options);
+    return delivered(response, { bytes: body?.byteLength ?? 0 });
   }
 
   if (format) {
@@ -82,8 +77,8 @@ export async function respond(
   }
   const route = routeLabel(request.path);
   let bytes = 0;
-  let resolveEnd!: (outcome: RelayOutcome) => void;
-  trace.streamEnd = new Promise((resolve) => resolveEnd = resolve);
+  let resolveSent!: (sent: Sent) => void;
+  const sent = new Promise<Sent>((resolve) => resolveSent = resolve);
   const body = relay(answer.body, {
     format,
     map: filter && format ? filter.stream(format) : undefined,
@@ -98,15 +93,13 @@ export async function respond(
     onEnd: (outcome, error) => {
       answer.release();
       countBlocks();
-      if (error) {
-        if (error.status >= 500 && error.code !== "shutting_down") options.metrics.upstreamErrors.inc();
-        trace.notes.error = error.code;
+      if (error && error.status >= 500 && error.code !== "shutting_down") {
+        options.metrics.upstreamErrors.inc();
       }
-      trace.bytes = bytes;
-      resolveEnd(outcome);
+      resolveSent({ bytes, stream: outcome, error: error?.code });
     },
   });
-  return finish(new Response(body, { status, headers }), null, options);
+  return delivered(await finish(new Response(body, { status, headers }), null, options), sent);
 }
 
 const decoder = new TextDecoder();

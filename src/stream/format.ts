@@ -1,7 +1,8 @@
 /** The streaming formats the bridge recognises, and how each one carries an error to the client. */
+import type { StreamFormat } from "../core/answer.ts";
 import type { BridgeError } from "../core/errors.ts";
 
-export type StreamFormat = "sse" | "ndjson";
+export type { StreamFormat };
 
 /** The stream format of a response by its content type, or undefined for a body that is not a stream. */
 export function streamFormat(contentType: string | null): StreamFormat | undefined {

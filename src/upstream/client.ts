@@ -5,6 +5,7 @@
  */
 import type { RetryPolicy } from "../config/index.ts";
 import {
+  asBridgeError,
   BridgeError,
   ClientClosed,
   NoUpstreamKey,
@@ -22,9 +23,13 @@ import type { ProxyRequest } from "../core/request.ts";
 import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
 import { upstreamTarget } from "./target.ts";
 
+const unreachable = (message: string) => new UpstreamUnreachable(message);
+
 /** An upstream response whose body is still arriving under the request's deadline. */
 export interface UpstreamExchange {
   readonly response: Response;
+  /** The whole body, when it arrived with the head (see UpstreamReply). */
+  readonly complete?: Uint8Array<ArrayBuffer>;
   /** The error to show the client for a failure while reading the body. */
   failure(error: unknown): BridgeError;
   /** Ends the deadline; call once the body is read, has failed, or was cancelled. */
@@ -77,9 +82,10 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       unlink();
     };
     const failure = (error: unknown): BridgeError => {
-      if (error instanceof BridgeError) return error;
-      if (cancellation.aborted) return asBridgeError(cancellation.reason);
-      return new UpstreamUnreachable(error instanceof Error ? error.message : String(error));
+      return asBridgeError(
+        error instanceof BridgeError || !cancellation.aborted ? error : cancellation.reason,
+        unreachable,
+      );
     };
     const url = upstreamTarget(base, request.path, request.search);
     const route = routeLabel(request.path);
@@ -95,14 +101,15 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         let reason: RetryReason | undefined;
         let waitMs: number | undefined;
         let response: Response | undefined;
+        let complete: Uint8Array<ArrayBuffer> | undefined;
         try {
-          response = await fetchUpstream(url, {
+          ({ response, complete } = await fetchUpstream(url, {
             method: request.method,
             headers: request.headers,
             body: request.body,
             cancellation,
             credentials: key ? `Bearer ${key.value}` : options.stripCredentials ? null : undefined,
-          });
+          }));
         } catch (error) {
           const cause = failure(error);
           if (!(cause instanceof UpstreamUnreachable)) throw cause;
@@ -120,7 +127,10 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           // without spending a retry.
           const { status, statusText, headers } = response;
           const text = status === 402 || status === 429 ? await response.text() : undefined;
-          if (text !== undefined) response = new Response(text, { status, statusText, headers });
+          if (text !== undefined) {
+            response = new Response(text, { status, statusText, headers });
+            complete = undefined;
+          }
           const verdict = options.keys!.judge(key, status, headers, text);
           if (verdict !== "ok" && options.keys!.healthy > 0 && keySwitches++ < options.keys!.size) {
             await response.body?.cancel();
@@ -135,12 +145,12 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           );
           if (response.status >= 500) metrics.upstreamErrors.inc();
           reason = retryReasonForStatus(response.status);
-          if (!reason || attempt >= retry.attempts) return { response, failure, release };
+          if (!reason || attempt >= retry.attempts) return { response, complete, failure, release };
           waitMs = retryAfterMs(response.headers);
           // A Retry-After is honoured even above --retry-max-interval, but never past the deadline: if the
           // upstream asks for more time than is left, its answer goes to the client as it is.
           if (waitMs !== undefined && performance.now() + waitMs >= expiresAt) {
-            return { response, failure, release };
+            return { response, complete, failure, release };
           }
           await response.body?.cancel();
         }
@@ -162,8 +172,4 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   }
 
   return { send };
-}
-
-function asBridgeError(reason: unknown): BridgeError {
-  return reason instanceof BridgeError ? reason : new UpstreamUnreachable(String(reason));
 }

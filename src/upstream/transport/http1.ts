@@ -11,7 +11,6 @@ import type { Cancellation } from "../../core/time.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { Connection } from "./connection.ts";
 import { headEnd, parseResponseHead, type ResponseHead } from "./response_head.ts";
-import { markComplete } from "./complete.ts";
 
 export interface UpstreamRequestInit {
   method: string;
@@ -26,11 +25,18 @@ export interface UpstreamRequestInit {
   credentials?: string | null;
 }
 
-/**
- * Sends one request upstream. The response's body is decoded, and its headers are the end-to-end ones to pass
- * on to the client (no hop-by-hop or framing headers).
- */
-export type UpstreamFetch = (url: string, init: UpstreamRequestInit) => Promise<Response>;
+/** An upstream response; its body is decoded, and its headers are the end-to-end ones to pass on. */
+export interface UpstreamReply {
+  readonly response: Response;
+  /**
+   * The whole body, when it arrived with the head: the proxy can look at it (the think filter checks it for
+   * tags) and send it on without reading the response's stream.
+   */
+  readonly complete?: Uint8Array<ArrayBuffer>;
+}
+
+/** Sends one request upstream. */
+export type UpstreamFetch = (url: string, init: UpstreamRequestInit) => Promise<UpstreamReply>;
 
 export interface Http1ClientOptions {
   /** Idle connections kept per origin. @default 256 */
@@ -40,6 +46,7 @@ export interface Http1ClientOptions {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
 const NO_BODY_STATUSES = new Set([204, 205, 304]);
 /** A body up to this size is sent in the same write as the head. */
 const COALESCE_BODY_BYTES = 16 * 1024;
@@ -147,7 +154,7 @@ export class Http1Client {
     method: string,
     cancellation: Cancellation,
     removeAbort: () => void,
-  ): Response {
+  ): UpstreamReply {
     const { status, statusText, headers, encoding } = head;
     const noBody = method === "HEAD" || NO_BODY_STATUSES.has(status) || head.contentLength === 0;
     // Without a length or chunked coding, the body ends when the server closes: the connection is spent.
@@ -160,7 +167,7 @@ export class Http1Client {
     const init = { status, statusText, headers };
     if (noBody) {
       finish(true);
-      return markComplete(new Response(null, init), null);
+      return { response: new Response(null, init), complete: EMPTY };
     }
     if (encoding && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
       finish(false);
@@ -172,14 +179,14 @@ export class Http1Client {
       : undefined;
     if (early) {
       finish(true);
-      return markComplete(new Response(early, init), early);
+      return { response: new Response(early, init), complete: early };
     }
     let body = bodyStream(connection, head, cancellation, finish);
     if (encoding === "gzip" || encoding === "deflate") {
       // Like fetch, hand out the decoded body.
       body = body.pipeThrough(new DecompressionStream(encoding) as TransformStream<Uint8Array, Uint8Array>);
     }
-    return new Response(body, init);
+    return { response: new Response(body, init) };
   }
 }
 

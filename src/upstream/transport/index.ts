@@ -3,12 +3,10 @@
  * `fetch` is Deno's fetch: slower, but it honours HTTP(S)_PROXY and can speak HTTP/2.
  */
 import { clientResponseHeaders, CREDENTIAL_HEADERS, upstreamRequestHeaders } from "../headers.ts";
+import type { UpstreamClientKind } from "../../config/index.ts";
 import { Http1Client, type UpstreamFetch } from "./http1.ts";
 
-export type { UpstreamFetch, UpstreamRequestInit } from "./http1.ts";
-export { completeBody } from "./complete.ts";
-
-export type UpstreamClientKind = "pool" | "fetch";
+export type { UpstreamFetch, UpstreamReply, UpstreamRequestInit } from "./http1.ts";
 
 export interface Transport {
   readonly fetch: UpstreamFetch;
@@ -27,11 +25,13 @@ export function createTransport(kind: UpstreamClientKind): Transport {
         redirect: "manual",
       });
       const { status, statusText } = response;
-      return new Response(response.body, {
-        status,
-        statusText,
-        headers: clientResponseHeaders(response.headers),
-      });
+      return {
+        response: new Response(response.body, {
+          status,
+          statusText,
+          headers: clientResponseHeaders(response.headers),
+        }),
+      };
     },
     close: () => {},
   };

@@ -1,0 +1,28 @@
+/**
+ * What the proxy step made of one request, for the access log: set once, by the handler, from what the answer
+ * and respond() returned. The steps before it hand each other the request; nothing else is shared.
+ */
+import type { CacheOutcome } from "../core/answer.ts";
+import type { RelayOutcome } from "../stream/relay.ts";
+
+/** How the answer's body went out. */
+export interface Sent {
+  readonly bytes: number;
+  /** For a streamed answer: how the stream ended. */
+  readonly stream?: RelayOutcome;
+  /** The code of the error a stream ended with, if any. */
+  readonly error?: string;
+}
+
+export interface Delivery {
+  readonly cache?: CacheOutcome;
+  readonly upstreamStatus?: number;
+  /** Resolves when the last byte went out (at once for a whole body). */
+  readonly sent: Promise<Sent>;
+}
+
+declare module "hono" {
+  interface ContextVariableMap {
+    delivery: Delivery | undefined;
+  }
+}
