@@ -33,3 +33,24 @@ export async function assertRejects(
   }
   nodeAssert.ok(failed, "expected the promise to reject");
 }
+
+/**
+ * Waits until `condition` holds (polling every `interval` ms) and returns its value; fails with `message` and
+ * the time waited once `timeout` ms have passed. Use it instead of fixed sleeps and unbounded polling loops.
+ */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  { timeout = 10_000, interval = 10, message = "condition" }: {
+    timeout?: number;
+    interval?: number;
+    message?: string;
+  } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await condition();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`waitFor: ${message} did not hold within ${timeout} ms`);
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}

@@ -1,5 +1,5 @@
 /** A bridge killed (SIGKILL) while writing its cache leaves a store that opens and answers correctly. */
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 import { signalTest, spawnBridge, tempCacheDir } from "./harness.ts";
 
@@ -26,8 +26,10 @@ signalTest(
         const metrics = await (await fetch(`${first.url}/metrics`)).text();
         return Number(/bridge_cache_entries\{tier="disk"\} (\d+)/.exec(metrics)?.[1] ?? 0);
       };
-      let storedAtKill = 0;
-      while ((storedAtKill = await stored()) < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+      const storedAtKill = await waitFor(async () => {
+        const count = await stored();
+        return count >= 3 ? count : 0;
+      }, { interval: 5, message: "three answers on disk" });
       first.process.kill("SIGKILL");
       // Stores trail the answers: most are still being written when the process dies.
       assert(storedAtKill < 40, "the kill came while answers were still being written");

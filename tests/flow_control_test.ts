@@ -1,6 +1,6 @@
 /** Retries, Retry-After, the rate limit, input limits and SSE keep-alive, through the real server. */
 import { assert, assertEquals, assertGreater, assertMatch } from "./assert.ts";
-import { startTestBridge } from "./harness.ts";
+import { rawHttp, startTestBridge } from "./harness.ts";
 
 const chat = { model: "m", messages: [{ role: "user", content: "hi" }] };
 const fast = ["--retry-min-interval", "50", "--retry-max-interval", "100"];
@@ -99,7 +99,9 @@ Deno.test("a Retry-After beyond --timeout is not waited for: the 429 goes to the
   assertEquals(response.status, 429);
   assertEquals(response.headers.get("retry-after"), "60");
   await response.body?.cancel();
-  assert(performance.now() - start < 1000);
+  // The behaviour: the minute is not waited for (a generous bound, far below it, for a noisy machine).
+  assert(performance.now() - start < 10_000);
+  assertEquals(t.upstream.calls, 1);
 });
 
 Deno.test("no retry once the stream started: a cut stream ends with an error event", async () => {
@@ -135,14 +137,14 @@ Deno.test("--rate-limit 5: 20 concurrent requests, the upstream never sees more 
 
 Deno.test("a 64 MiB body gets 413 at once, and the next request still works", async () => {
   await using t = await startTestBridge();
-  const big = new Uint8Array(64 * 1024 * 1024).fill(32);
-  const response = await fetch(`${t.url}/v1/chat/completions`, { method: "POST", body: big }).catch((error) =>
-    error
+  // The refusal comes from the declared length, before the body: the client has sent only its first bytes.
+  const answer = await rawHttp(
+    t.url,
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: ${64 * 1024 * 1024}\r\n\r\n`,
+    new Uint8Array(64 * 1024).fill(32),
   );
-  if (response instanceof Response) {
-    assertEquals(response.status, 413);
-    assertEquals((await response.json()).error.code, "request_too_large");
-  } // else: the server closed the connection while the client was still sending, which is also a refusal
+  assertMatch(answer, /^HTTP\/1\.1 413 /);
+  assertMatch(answer, /"code":"request_too_large"/);
   const next = await t.post("/v1/chat/completions", chat);
   assertEquals(next.status, 200);
   await next.body?.cancel();
@@ -159,12 +161,20 @@ Deno.test("a chunked body over --max-body-size is cut off with 413", async () =>
       controller.enqueue(new Uint8Array(16 * 1024).fill(32));
     },
   });
-  const response = await fetch(`${t.url}/v1/echo`, { method: "POST", body, duplex: "half" } as RequestInit)
-    .catch((error) => error);
-  if (response instanceof Response) {
-    assertEquals(response.status, 413);
-    await response.body?.cancel();
+  const chunks: string[] = [];
+  for (const reader = body.getReader();;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(`${value.length.toString(16)}\r\n${new TextDecoder().decode(value)}\r\n`);
   }
+  const answer = await rawHttp(
+    t.url,
+    "POST /v1/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+    ...chunks,
+    "0\r\n\r\n",
+  );
+  assertMatch(answer, /^HTTP\/1\.1 413 /);
+  assertMatch(answer, /"code":"request_too_large"/);
   assertEquals(t.upstream.calls, 0);
   const next = await t.post("/v1/chat/completions", chat);
   assertEquals(next.status, 200);
@@ -198,16 +208,18 @@ Deno.test("a client that sends its body too slowly gets 408, and others are serv
     encoder.encode('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"model"'),
   );
   const start = performance.now();
+  const buffer = new Uint8Array(1024);
+  let timedOutAt = 0;
+  const refusal = conn.read(buffer).then((n) => (timedOutAt = performance.now(), n));
   const other = await t.post("/v1/chat/completions", chat);
   assertEquals(other.status, 200);
   await other.body?.cancel();
-  assert(performance.now() - start < 500, "another client was served while the slow one dawdled");
-  const buffer = new Uint8Array(1024);
-  const n = await conn.read(buffer);
+  assertEquals(timedOutAt, 0, "another client was served while the slow one dawdled");
+  const n = await refusal;
   const answer = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
   assertMatch(answer, /^HTTP\/1\.1 408 /);
   assertMatch(answer, /"code":"request_timeout"/);
-  assert(performance.now() - start >= 900);
+  assert(timedOutAt - start >= 900, "not before the --body-read-timeout");
   conn.close();
   assertEquals(t.upstream.calls, 1);
 });
@@ -217,12 +229,12 @@ Deno.test("an over-long URL gets 414; oversized headers are refused by the HTTP 
   const long = await fetch(`${t.url}/v1/models?q=${"a".repeat(20_000)}`);
   assertEquals(long.status, 414);
   assertEquals((await long.json()).error.code, "uri_too_long");
-  const big = await fetch(`${t.url}/v1/models`, { headers: { "x-big": "a".repeat(200_000) } }).catch((
-    error,
-  ) => error);
-  if (big instanceof Response) {
-    assertEquals(big.status, 400);
-    await big.body?.cancel();
-  }
+  // Deno's HTTP server refuses a head this large with a bare 400 before the bridge sees the request.
+  const big = await rawHttp(
+    t.url,
+    `GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(200_000)}\r\n\r\n`,
+  );
+  assertMatch(big, /^HTTP\/1\.1 400 /);
   assertEquals(t.upstream.calls, 0);
+  assertEquals((await fetch(`${t.url}/health`)).status, 200);
 });

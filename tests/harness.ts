@@ -6,6 +6,7 @@ import { parseConfig } from "../src/config/index.ts";
 import { createLogger } from "../src/observe/log.ts";
 import { type RunningBridge, startBridge } from "../src/server/serve.ts";
 import { FakeUpstream, type FakeUpstreamOptions } from "./fake_upstream.ts";
+import { waitFor } from "./assert.ts";
 
 export interface TestBridge extends AsyncDisposable {
   /** The bridge's base URL, such as `http://127.0.0.1:40123`. */
@@ -58,9 +59,10 @@ export async function startTestBridge(
       },
     }),
     async cacheSettled() {
-      while ((running.bridge.cache?.flights.size ?? 0) > 0) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
+      await waitFor(() => (running.bridge.cache?.flights.size ?? 0) === 0, {
+        interval: 5,
+        message: "every cache flight settled",
+      });
     },
     post: (path, body, headers) =>
       fetch(running.url + path, {
@@ -130,15 +132,53 @@ export async function spawnBridge(upstream: string, ...flags: string[]): Promise
   const decoder = new TextDecoder();
   process.stdout.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
   process.stderr.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
-  const deadline = Date.now() + 15_000;
-  while (!text.includes("listening on")) {
-    if (Date.now() > deadline) throw new Error(`bridge did not start: ${text}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  await waitFor(() => text.includes("listening on"), {
+    timeout: 15_000,
+    interval: 25,
+    message: "the bridge's 'listening on' line",
+  }).catch(() => {
+    throw new Error(`bridge did not start: ${text}`);
+  });
   return { url: `http://127.0.0.1:${port}`, process, output: () => text };
 }
 
 /** A test that sends POSIX signals to a child process: skipped on Windows, which has none to send. */
 export function signalTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: Deno.build.os === "windows", fn });
+}
+
+/**
+ * Sends raw bytes to a server over TCP, as a client that fetch would not let us be (wrong framing, huge
+ * declared lengths, dot segments), and returns what came back: until the connection closed, a whole response
+ * (head plus its content-length) arrived, or `readTimeoutMs` passed. Write errors after the server answered
+ * and closed are expected and ignored.
+ */
+export async function rawHttp(
+  url: string,
+  ...parts: (string | Uint8Array)[]
+): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let text = "";
+  const reading = (async () => {
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) return;
+      text += decoder.decode(buffer.subarray(0, n), { stream: true });
+      const end = text.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end))?.[1];
+      if (end >= 0 && length !== undefined && text.length >= end + 4 + Number(length)) return;
+    }
+  })();
+  try {
+    for (const part of parts) await conn.write(typeof part === "string" ? encoder.encode(part) : part);
+  } catch {
+    // The server answered and closed while we were still sending.
+  }
+  await Promise.race([reading, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  conn.close();
+  return text;
 }

@@ -19,6 +19,7 @@ import { CREDENTIAL_HEADERS } from "../upstream/headers.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
 import { streamFormat } from "../stream/format.ts";
+import { Semaphore } from "../core/semaphore.ts";
 import { Cancellation } from "../core/time.ts";
 
 export type JobState = "pending" | "running" | "done";
@@ -65,8 +66,8 @@ export type Submission =
 
 export class AsyncJobs {
   readonly #running = new Set<string>();
-  #active = 0;
-  readonly #waiting: (() => void)[] = [];
+  /** Jobs sent upstream at once: `--async-concurrency`. */
+  readonly #slots: Semaphore;
   #closed = false;
   readonly #listening: Promise<void>;
 
@@ -78,6 +79,7 @@ export class AsyncJobs {
     private readonly metrics: BridgeMetrics,
     private readonly log: Logger,
   ) {
+    this.#slots = new Semaphore(settings.concurrency);
     this.#listening = kv.listenQueue((message) => this.#run(message as QueueMessage));
   }
 
@@ -154,7 +156,7 @@ export class AsyncJobs {
     const name = `${tenant}/${fingerprint}`;
     if (this.#running.has(name) || this.#closed) return; // a duplicate delivery while it runs here
     this.#running.add(name);
-    await this.#slot();
+    await this.#slots.acquire();
     try {
       const key = ["job", tenant, fingerprint];
       const entry = await this.kv.get<Job>(key);
@@ -174,7 +176,7 @@ export class AsyncJobs {
       }
     } finally {
       this.#running.delete(name);
-      this.#release();
+      this.#slots.release();
     }
   }
 
@@ -210,20 +212,6 @@ export class AsyncJobs {
       const headers = new Headers({ "content-type": "application/json" });
       return storedAnswer(failure.status, headers, undefined, body, this.settings.resultTtlMs);
     }
-  }
-
-  async #slot(): Promise<void> {
-    if (this.#active < this.settings.concurrency) {
-      this.#active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-
-  #release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#active--;
   }
 }
 

@@ -11,6 +11,8 @@
  * Every read checks the stored `expiresAt` (KV's `expireIn` is only swept now and then); a corrupt or
  * incomplete entry reads as a miss. Opening a store of a million entries reads one key.
  */
+import { type Clock, wallClock } from "../core/time.ts";
+import { concatBytes } from "../core/bytes.ts";
 import { type CachedAnswer, decodeAnswer, encodeAnswer } from "./entry.ts";
 
 /** Deno KV holds at most 64 KiB in a value; keep room for the index entry's other fields. */
@@ -33,7 +35,8 @@ interface IndexEntry {
 export interface DiskTierOptions {
   maxEntries: number;
   /** Wall-clock time in epoch ms. */
-  now?: () => number;
+  /** Epoch ms for expiry. @default wallClock */
+  clock?: Clock;
   /** Called with how many entries each eviction or sweep removed. */
   onRemoved?(count: number, why: "evicted" | "expired"): void;
 }
@@ -42,12 +45,12 @@ const COUNT_KEY = ["cache", "n"];
 
 export class DiskTier {
   #count: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #trimming: Promise<void> = Promise.resolve();
 
   private constructor(readonly kv: Deno.Kv, count: number, readonly options: DiskTierOptions) {
     this.#count = count;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? wallClock;
   }
 
   /** Opens (or creates) the store; reads only its entry count. */
@@ -62,7 +65,7 @@ export class DiskTier {
 
   async get(key: string): Promise<CachedAnswer | undefined> {
     const index = (await this.kv.get<IndexEntry>(["cache", "i", key])).value;
-    if (!index || index.expiresAt <= this.#now()) return undefined;
+    if (!index || index.expiresAt <= this.#clock.now()) return undefined;
     let bytes = index.inline;
     if (!bytes) {
       if (!index.version || !index.parts) return undefined;
@@ -74,16 +77,16 @@ export class DiskTier {
           parts.push(entry.value);
         }
       }
-      bytes = concat(parts);
+      bytes = concatBytes(parts);
     }
     if (bytes.length !== index.size) return undefined;
     const answer = decodeAnswer(bytes);
-    return answer && answer.expiresAt > this.#now() ? answer : undefined;
+    return answer && answer.expiresAt > this.#clock.now() ? answer : undefined;
   }
 
   async set(key: string, answer: CachedAnswer): Promise<void> {
     const bytes = encodeAnswer(answer);
-    const expireIn = Math.max(1000, answer.expiresAt - this.#now() + EXPIRY_MARGIN_MS);
+    const expireIn = Math.max(1000, answer.expiresAt - this.#clock.now() + EXPIRY_MARGIN_MS);
     const index: IndexEntry = { storedAt: answer.storedAt, expiresAt: answer.expiresAt, size: bytes.length };
     if (bytes.length <= PART_BYTES) {
       index.inline = bytes;
@@ -133,7 +136,7 @@ export class DiskTier {
     let removed = 0;
     await (this.#trimming = this.#trimming.then(async () => {
       // An entry is expired once `storedAt + ttl <= now`; the list's end bound is exclusive, hence the + 1.
-      removed = await this.#removeOldest(Infinity, this.#now() - ttlMs + 1);
+      removed = await this.#removeOldest(Infinity, this.#clock.now() - ttlMs + 1);
       this.options.onRemoved?.(removed, "expired");
     }));
     return removed;
@@ -177,14 +180,4 @@ export class DiskTier {
 async function commit(op: Deno.AtomicOperation): Promise<void> {
   const result = await op.commit();
   if (!result.ok) throw new Error("Deno KV refused a cache write");
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((size, part) => size + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

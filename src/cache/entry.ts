@@ -3,7 +3,8 @@
  * the think filter and plugins, so that changing them never serves a wrong answer. Encoded to bytes for the disk
  * tier as a length-prefixed JSON head followed by the body.
  */
-import type { StreamFormat } from "../stream/format.ts";
+import type { StreamFormat } from "../core/answer.ts";
+import { streamMessages } from "../stream/messages.ts";
 
 export interface CachedAnswer {
   readonly status: number;
@@ -82,15 +83,14 @@ export function decodeAnswer(bytes: Uint8Array<ArrayBuffer>): CachedAnswer | und
  * line with `"done": true` for NDJSON), a whole body must be JSON. A cut stream is never stored.
  */
 export function isCompleteAnswer(format: StreamFormat | undefined, body: Uint8Array): boolean {
-  const text = decoder.decode(body).trimEnd();
-  if (format === "sse") return /(^|\n)data: ?\[DONE\]$/.test(text);
-  if (format === "ndjson") {
-    try {
-      return JSON.parse(text.slice(text.lastIndexOf("\n") + 1)).done === true;
-    } catch {
-      return false;
-    }
-  }
+  if (!format) return parsesAsJson(decoder.decode(body));
+  const last = streamMessages(format, body).at(-1);
+  if (last === undefined) return false;
+  if (format === "sse") return last === "[DONE]";
+  return parsesAsJson(last) && JSON.parse(last).done === true;
+}
+
+function parsesAsJson(text: string): boolean {
   try {
     JSON.parse(text);
     return true;
@@ -101,13 +101,8 @@ export function isCompleteAnswer(format: StreamFormat | undefined, body: Uint8Ar
 
 /** Tokens an answer cost upstream, from its usage (OpenAI) or eval counts (Ollama); 0 when unknown. */
 export function answerTokens(format: StreamFormat | undefined, body: Uint8Array): number {
-  const text = decoder.decode(body);
-  const candidates = format === "sse"
-    ? text.split("\n").filter((line) => line.startsWith("data: {")).map((line) => line.slice(6)).reverse()
-      .slice(0, 3) // usage is in the last chunks
-    : format === "ndjson"
-    ? text.trimEnd().split("\n").reverse()
-    : [text];
+  // Usage comes in a stream's last messages.
+  const candidates = format ? streamMessages(format, body).slice(-3).reverse() : [decoder.decode(body)];
   for (const candidate of candidates) {
     try {
       const value = JSON.parse(candidate);

@@ -5,6 +5,7 @@
  * is just the first subscriber: when it leaves, the others keep the answer coming; when all leave, the upstream
  * call is cancelled. If the call fails, every subscriber gets the failure; nobody hangs.
  */
+import { concatBytes } from "../core/bytes.ts";
 import { asBridgeError, type BridgeError, ClientClosed } from "../core/errors.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
 import { type StreamFormat, streamFormat } from "../stream/format.ts";
@@ -46,13 +47,7 @@ export class Flight {
 
   /** The recorded answer (whole once `finished` resolved true). */
   get recorded(): Uint8Array<ArrayBuffer> {
-    const out = new Uint8Array(this.#size);
-    let offset = 0;
-    for (const chunk of this.#chunks) {
-      out.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return out;
+    return concatBytes(this.#chunks);
   }
 
   subscribe(): FlightView {

@@ -3,6 +3,7 @@
  * to disk, and reaches memory only by being read often enough. A disk-tier failure is logged and treated as a
  * miss: the cache never turns a request that could be answered into an error.
  */
+import { type Clock, wallClock } from "../core/time.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { DiskTier } from "./disk.ts";
@@ -23,11 +24,11 @@ export class TieredCache {
     readonly ttlMs: number,
     private readonly metrics: BridgeMetrics,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock = wallClock,
   ) {}
 
   async lookup(key: string): Promise<CacheHit | undefined> {
-    const now = this.now();
+    const now = this.clock.now();
     const cached = this.memory.get(key, now);
     if (cached) {
       this.promotion.recordMemoryRead(key);

@@ -11,6 +11,9 @@ export interface Clock {
 
 export const monotonicClock: Clock = performance;
 
+/** Epoch milliseconds: for times that outlive the process, such as a stored answer's expiry. */
+export const wallClock: Clock = Date;
+
 /** A one-shot cancellation: cheaper than AbortController, and convertible to a signal where an API wants one. */
 export class Cancellation {
   /** A cancellation that aborts with the signal (one listener on the signal, added here). */

@@ -61,8 +61,16 @@ function timestamp(): string {
   return stamp;
 }
 
+/** Control characters (a client's `%0a` in a path) would start a forged log line: they are escaped. */
+const CONTROL = /[\x00-\x1f\x7f]/g;
+const escapeControl = (char: string) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`;
+
+/** Values of query parameters that commonly carry credentials (`?api_key=`, `?key=`, `?token=` …). */
+const QUERY_SECRET =
+  /([?&](?:api[-_]?key|key|token|access[-_]?token|secret|password|auth|sig|signature)=)[^&\s"]+/gi;
+
 function formatText(level: LogLevel, message: string, fields: LogFields | undefined): string {
-  let line = `${timestamp()} ${level.toUpperCase().padEnd(5)} ${message}`;
+  let line = `${timestamp()} ${level.toUpperCase().padEnd(5)} ${message.replace(CONTROL, escapeControl)}`;
   if (fields) {
     for (const [key, value] of Object.entries(fields)) {
       if (value === undefined) continue;
@@ -106,7 +114,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
 
   function emit(level: LogLevel, message: string, fields?: LogFields): void {
-    let line = format(level, message, fields);
+    let line = format(level, message, fields).replace(QUERY_SECRET, "$1***");
     for (const secret of secrets) line = line.replaceAll(secret, "***");
     buffer += line;
     if (level === "warn" || level === "error" || buffer.length > 64 * 1024) return flush();

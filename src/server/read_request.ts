@@ -5,6 +5,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
+import { concatBytes } from "../core/bytes.ts";
 import { endpointKind } from "../core/endpoints.ts";
 import { parseJsonObject } from "../core/request.ts";
 import type { ProxyRequest } from "../core/request.ts";
@@ -104,14 +105,7 @@ async function readBody(
     timer.cancel();
   }
   if (timedOut) throw new RequestTimeout(options.bodyReadTimeoutMs);
-  if (chunks.length === 1) return chunks[0];
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return size === 0 ? null : body;
+  return size === 0 ? null : concatBytes(chunks);
 }
 
 /** The body, or a 408 if it takes longer than `ms` to arrive. */

@@ -7,6 +7,7 @@
  * HTTP(S)_PROXY: `--upstream-client fetch` is there for such setups.
  */
 import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../headers.ts";
+import { concatBytes } from "../../core/bytes.ts";
 import type { Cancellation } from "../../core/time.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { Connection } from "./connection.ts";
@@ -78,7 +79,7 @@ export class Http1Client {
       try {
         try {
           const small = body !== null && body.length <= COALESCE_BODY_BYTES;
-          await connection.write(small ? concat(head, body) : head);
+          await connection.write(small ? concatBytes([head, body]) : head);
           if (body !== null && !small) await connection.write(body);
         } catch (error) {
           throw reused && isConnectionLost(error) ? new StaleConnection() : error;
@@ -271,7 +272,7 @@ async function readResponseHead(connection: Connection, reused: boolean): Promis
       if (reused && buffer.length === 0) throw new StaleConnection();
       throw new TypeError("Upstream closed the connection before sending a response");
     }
-    buffer = buffer.length === 0 ? bytes : concat(buffer, bytes);
+    buffer = buffer.length === 0 ? bytes : concatBytes([buffer, bytes]);
   }
 }
 
@@ -306,11 +307,4 @@ function encodeRequestHead(
   // Header values are Latin-1 byte strings; TextEncoder would turn bytes above 0x7f into two.
   if (!NON_ASCII.test(head)) return encoder.encode(head);
   return Uint8Array.from(head, (char) => char.charCodeAt(0) & 0xff);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
