@@ -62,6 +62,7 @@ function timestamp(): string {
 }
 
 /** Control characters (a client's `%0a` in a path) would start a forged log line: they are escaped. */
+// deno-lint-ignore no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/g;
 const escapeControl = (char: string) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`;
 
