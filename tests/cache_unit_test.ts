@@ -30,7 +30,7 @@ function answer(body: string, storedAt: number, ttl = 30_000): CachedAnswer {
 
 async function openDisk(dir: string, maxEntries: number, clock: { t: number }) {
   const kv = await Deno.openKv(`${dir}/test.kv`);
-  const disk = await DiskTier.open(kv, { maxEntries, clock });
+  const disk = await DiskTier.open(kv, { maxEntries, clock: { now: () => clock.t } });
   return { kv, disk, [Symbol.dispose]: () => kv.close() };
 }
 

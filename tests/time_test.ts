@@ -1,5 +1,5 @@
-import { Cancellation, schedule, sleep, TIMER_RESOLUTION_MS } from "../src/core/time.ts";
-import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { Cancellation, schedule, setCallbackErrorReporter, sleep } from "../src/core/time.ts";
+import { assert, assertEquals, assertRejects, waitFor } from "./assert.ts";
 
 Deno.test("wheel timers fire after their delay (never early) and not when cancelled", async () => {
   const fired: number[] = [];
@@ -8,7 +8,8 @@ Deno.test("wheel timers fire after their delay (never early) and not when cancel
   schedule(0, () => fired.push(-1));
   const cancelled = schedule(20, () => fired.push(999));
   cancelled.cancel();
-  await sleep(30 + 4 * TIMER_RESOLUTION_MS);
+  await waitFor(() => fired.length >= 2, { message: "both timers fired" });
+  await sleep(50); // time for the cancelled one to fire, were it still scheduled
   assertEquals(fired.length, 2);
   assertEquals(fired[0], -1);
   assert(fired[1] >= 30 - 1, `fired after ${fired[1]} ms`);
@@ -30,4 +31,45 @@ Deno.test("Cancellation: listeners run once; late listeners run at once; sleep i
   const asSignal = signal.toSignal();
   signal.abort("stop");
   assertEquals(asSignal.reason, "stop");
+});
+
+Deno.test("a throwing timer callback is reported and the wheel keeps firing the others", async () => {
+  const reported: unknown[] = [];
+  const previous = setCallbackErrorReporter((error) => reported.push(error));
+  try {
+    const fired: string[] = [];
+    schedule(5, () => {
+      throw new Error("boom");
+    });
+    schedule(5, () => fired.push("same tick"));
+    schedule(40, () => fired.push("later"));
+    await waitFor(() => fired.length === 2, { message: "the other timers fired" });
+    assertEquals(fired, ["same tick", "later"]);
+    assertEquals((reported[0] as Error).message, "boom");
+  } finally {
+    setCallbackErrorReporter(previous);
+  }
+});
+
+Deno.test("a throwing abort listener is reported; the other listeners still run and none leaks", () => {
+  const reported: unknown[] = [];
+  const previous = setCallbackErrorReporter((error) => reported.push(error));
+  try {
+    const cancellation = new Cancellation();
+    const seen: string[] = [];
+    cancellation.onAbort(() => {
+      throw new Error("listener failed");
+    });
+    cancellation.onAbort((reason) => seen.push(String(reason)));
+    cancellation.abort("stop");
+    assertEquals(seen, ["stop"]);
+    assertEquals(reported.length, 1);
+    // A listener added after the abort runs at once, and its failure is reported too.
+    cancellation.onAbort(() => {
+      throw new Error("late");
+    });
+    assertEquals((reported[1] as Error).message, "late");
+  } finally {
+    setCallbackErrorReporter(previous);
+  }
 });

@@ -4,10 +4,10 @@
  */
 import { Command, CommanderError, Help, InvalidArgumentError, Option } from "commander";
 import { VERSION } from "../core/version.ts";
+import type { Config } from "./settings.ts";
 import {
   byteSize,
   integerIn,
-  type ListenAddress,
   listenAddress,
   nameList,
   oneOf,
@@ -16,88 +16,7 @@ import {
   upstreamUrl,
 } from "./values.ts";
 
-export type LogFormat = "text" | "json";
-
-/** How the bridge calls the upstream: the pooled HTTP/1.1 client or Deno's fetch. */
-export type UpstreamClientKind = "pool" | "fetch";
-
-export interface CacheSettings {
-  readonly dir: string;
-  readonly ttlMs: number;
-  readonly maxEntries: number;
-  readonly hotThreshold: number;
-  readonly memoryEntries: number;
-  readonly memoryBytes: number;
-  /** Tenants share answers (`--cache-shared-across-tenants`). */
-  readonly sharedAcrossTenants?: boolean;
-}
-
-/** strip: delete reasoning; field: move it to `reasoning_content` (OpenAI) or `thinking` (Ollama). */
-export type ThinkMode = "strip" | "field";
-
-export interface ThinkSettings {
-  readonly tags: readonly string[];
-  readonly mode: ThinkMode;
-  /** Models whose prompt template opens the think block for them (R1-distill); undefined: none. */
-  readonly implicitModels?: RegExp;
-}
-
-export interface RetryPolicy {
-  /** Extra attempts after the first one. */
-  readonly attempts: number;
-  readonly minIntervalMs: number;
-  readonly maxIntervalMs: number;
-}
-
-export interface SharedSettings {
-  /** `--enable-shared-mode`: the upstream gets the bridge's key, whatever the client sent. */
-  readonly enabled: boolean;
-  /** Upstream API keys from `--api-key`, `BRIDGE_API_KEY(S)`. */
-  readonly apiKeys: readonly string[];
-  readonly apiKeysFile?: string;
-  /** Client access keys, `label:key` or `key`, from `--access-key`. */
-  readonly accessKeys: readonly string[];
-  readonly accessKeysFile?: string;
-  /** Bearer key that `/metrics` requires, if set. */
-  readonly metricsKey?: string;
-  /** Tenants share cached answers (off: each tenant has its own). */
-  readonly sharedAcrossTenants: boolean;
-}
-
-export interface LuaSettings {
-  readonly script: string;
-  /** 2^N Lua states. */
-  readonly instances: number;
-  readonly packagePath?: string;
-  readonly packageCpath?: string;
-  readonly timeoutMs: number;
-}
-
-export interface Config {
-  readonly debug: boolean;
-  readonly logFormat: LogFormat;
-  readonly listen: ListenAddress;
-  readonly upstream: URL;
-  readonly timeoutMs: number;
-  readonly upstreamClient: UpstreamClientKind;
-  readonly retry: RetryPolicy;
-  /** Upstream requests per second; 0 turns the limiter off. */
-  readonly rateLimit: number;
-  readonly maxBodyBytes: number;
-  readonly bodyReadTimeoutMs: number;
-  readonly keepaliveIntervalMs: number;
-  readonly shutdownTimeoutMs: number;
-  /** The cache's settings, or undefined unless `--enable-cache` is given. */
-  readonly cache?: CacheSettings;
-  /** Shared (enterprise) mode and access control. */
-  readonly shared: SharedSettings;
-  /** Async (request_fingerprint) jobs, when `--enable-async-request` is given. */
-  readonly async?: { readonly resultTtlMs: number; readonly concurrency: number; readonly dir: string };
-  /** The Lua plugin, when `--enable-luajit` is given. */
-  readonly lua?: LuaSettings;
-  /** The think filter's settings, or undefined when `--disable-think-filter` is given. */
-  readonly think?: ThinkSettings;
-}
+export type * from "./settings.ts";
 
 /** The environment variable of an option: `BRIDGE_` and its long name, such as `BRIDGE_RATE_LIMIT`. */
 function envName(option: Option): string {

@@ -35,18 +35,20 @@ export class Cancellation {
     return this.#reason;
   }
 
+  /** Aborts once; every listener runs, even when one of them throws (what it throws is reported). */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
-    for (const listener of this.#listeners) listener(reason);
+    const listeners = [...this.#listeners];
     this.#listeners.clear();
+    for (const listener of listeners) runReporting(listener, reason);
   }
 
   /** Calls `listener` on abort (at once if already aborted); returns a function that removes it. */
   onAbort(listener: (reason: unknown) => void): () => void {
     if (this.#aborted) {
-      listener(this.#reason);
+      runReporting(listener, this.#reason);
       return () => {};
     }
     this.#listeners.add(listener);
@@ -68,6 +70,29 @@ export class Cancellation {
     const controller = new AbortController();
     this.onAbort((reason) => controller.abort(reason));
     return controller.signal;
+  }
+}
+
+/**
+ * Where a throwing timer callback or abort listener is reported: it must not stop the timer wheel (every other
+ * deadline would stop firing) nor the other listeners of a cancellation. Tests replace it.
+ */
+let reportCallbackError = (error: unknown): void => {
+  console.error("a timer or cancellation callback threw:", error);
+};
+
+/** Replaces the reporter; returns the previous one. */
+export function setCallbackErrorReporter(report: (error: unknown) => void): (error: unknown) => void {
+  const previous = reportCallbackError;
+  reportCallbackError = report;
+  return previous;
+}
+
+function runReporting<T>(callback: (argument: T) => void, argument: T): void {
+  try {
+    callback(argument);
+  } catch (error) {
+    reportCallbackError(error);
   }
 }
 
@@ -136,7 +161,7 @@ class WheelTimer implements Timer {
   fire(): void {
     if (this.#done) return;
     this.#done = true;
-    this.callback();
+    runReporting(this.callback, undefined);
   }
 
   cancel(): void {
