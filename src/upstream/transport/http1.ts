@@ -15,7 +15,7 @@ import { headEnd, parseResponseHead, type ResponseHead } from "./response_head.t
 
 export interface UpstreamRequestInit {
   method: string;
-  /** The client's headers: the transport sends only the end-to-end ones (proxy/headers.ts). */
+  /** The client's headers: the transport sends only the end-to-end ones (upstream/headers.ts). */
   headers: Headers;
   body: Uint8Array<ArrayBuffer> | null;
   cancellation: Cancellation;
