@@ -1,3 +1,4 @@
+import { UpstreamProtocolError } from "../src/core/errors.ts";
 import { ChunkedDecoder } from "../src/upstream/transport/chunked.ts";
 import { assert, assertEquals } from "./assert.ts";
 
@@ -41,7 +42,7 @@ Deno.test("chunked decoder rejects a bad size line", () => {
   try {
     new ChunkedDecoder().push(encoder.encode("zz\r\n"));
   } catch (error) {
-    failed = error instanceof SyntaxError;
+    failed = error instanceof UpstreamProtocolError;
   }
   assert(failed);
 });

@@ -14,6 +14,8 @@ export interface FlightHead {
   readonly status: number;
   readonly headers: Headers;
   readonly format?: StreamFormat;
+  /** Framed by the upstream closing the connection: whether it is whole cannot be known. */
+  readonly closeFramed?: boolean;
 }
 
 /** What one subscriber reads. */
@@ -93,6 +95,7 @@ export class Flight {
       status: response.status,
       headers: response.headers,
       format: streamFormat(response.headers.get("content-type")),
+      closeFramed: exchange.closeFramed,
     });
     try {
       if (response.body) {

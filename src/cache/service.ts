@@ -135,6 +135,8 @@ export class CacheService {
     const head = await flight.head;
     const body = flight.recorded;
     if (head.status < 200 || head.status >= 300 || body.length > MAX_STORED_BYTES) return;
+    // A body that ended with the connection may be cut short even if what arrived parses: never stored.
+    if (head.closeFramed) return this.metrics.closeFramedAnswers.inc();
     if (!isCompleteAnswer(head.format, body)) return;
     await this.tiers.store(
       key,

@@ -77,6 +77,16 @@ function buildProgram(): Command {
       oneOf("auto", "pool", "fetch"),
       "auto",
     ),
+    flag(
+      "--max-response-size <bytes>",
+      "largest upstream body the bridge decodes or reads whole (compressed or filtered), 1KiB-4GiB",
+      byteSize(1024, 4 * 1024 ** 3),
+      "64MiB",
+    ),
+    flag(
+      "--upstream-ca-file <path>",
+      "PEM file with CA certificates to trust for https upstreams (besides the system's and DENO_CERT's)",
+    ),
     flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
     flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
     flag("-i, --retry-min-interval <ms>", "first retry delay, 50-300000", integerIn(50, 300_000), 500),
@@ -298,6 +308,10 @@ export function parseConfig(
     }),
     rateLimit: o.rateLimit,
     maxBodyBytes,
+    maxResponseBytes: typeof o.maxResponseSize === "string"
+      ? byteSize(0, Infinity)(o.maxResponseSize)
+      : o.maxResponseSize,
+    upstreamCaFile: o.upstreamCaFile,
     bodyReadTimeoutMs: o.bodyReadTimeout,
     keepaliveIntervalMs: o.keepaliveInterval,
     shutdownTimeoutMs: o.shutdownTimeout,

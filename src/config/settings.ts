@@ -68,6 +68,10 @@ export interface Config {
   readonly upstream: URL;
   readonly timeoutMs: number;
   readonly upstreamClient: UpstreamClientKind;
+  /** The most a whole upstream body may decode to (`--max-response-size`). */
+  readonly maxResponseBytes: number;
+  /** A PEM file of extra CA certificates for https upstreams (`--upstream-ca-file`). */
+  readonly upstreamCaFile?: string;
   readonly retry: RetryPolicy;
   /** Upstream requests per second; 0 turns the limiter off. */
   readonly rateLimit: number;

@@ -91,6 +91,33 @@ export class UpstreamUnreachable extends BridgeError {
   }
 }
 
+/**
+ * The upstream answered with something that is not a well-formed HTTP/1.1 response (bad framing, an oversize
+ * head, a protocol switch, an unknown encoding, a body over the bounds). Not retried: it did answer.
+ */
+export class UpstreamProtocolError extends BridgeError {
+  constructor(detail: string) {
+    super(
+      502,
+      "upstream_error",
+      "upstream_protocol_error",
+      `Upstream sent a response the bridge cannot pass on: ${detail}`,
+    );
+  }
+}
+
+/** A request the bridge refuses to write upstream (a method or header a plugin made invalid). */
+export class InvalidUpstreamRequest extends BridgeError {
+  constructor(detail: string) {
+    super(
+      500,
+      "server_error",
+      "invalid_upstream_request",
+      `The bridge refused to send an invalid request upstream: ${detail}`,
+    );
+  }
+}
+
 export class UpstreamTimeout extends BridgeError {
   constructor(ms: number) {
     super(

@@ -202,6 +202,11 @@ export class BridgeMetrics {
     help: "Requests that joined an identical request already on its way upstream.",
     registers: [this.registry],
   });
+  readonly closeFramedAnswers = new Counter({
+    name: "bridge_close_framed_answers_total",
+    help: "Successful answers framed only by the upstream closing the connection, relayed but never cached.",
+    registers: [this.registry],
+  });
   readonly cacheSavedTokens = new Counter({
     name: "bridge_cache_saved_tokens_total",
     help: "Tokens the upstream did not have to spend because an answer came from the cache (from its usage).",

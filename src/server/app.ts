@@ -46,7 +46,10 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const { log } = deps;
   const metrics = new BridgeMetrics();
   const lifecycle = new Lifecycle();
-  const transport = createTransport(config.upstreamClient);
+  const transport = createTransport(config.upstreamClient, {
+    maxResponseBytes: config.maxResponseBytes,
+    caCerts: config.upstreamCaFile ? [await readCaFile(config.upstreamCaFile)] : undefined,
+  });
   const keys = await loadKeys(config.shared);
   log.addSecrets([...keys.apiKeys, ...keys.accessKeys.map((entry) => entry.key), config.shared.metricsKey]);
   const keyPool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
@@ -101,6 +104,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     lifecycle,
     metrics,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
+    maxResponseBytes: config.maxResponseBytes,
     think: config.think,
     cache,
     plugin,
@@ -139,6 +143,19 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       await cache?.close();
     },
   };
+}
+
+async function readCaFile(path: string): Promise<string> {
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new Error(`cannot read --upstream-ca-file ${path}: ${(error as Error).message}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new Error(`--upstream-ca-file ${path} holds no PEM certificate`);
+  }
+  return pem;
 }
 
 /** A 404 for paths the bridge does not proxy, before their body is read. */

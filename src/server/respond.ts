@@ -10,10 +10,17 @@ import type { Lifecycle } from "./lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
 import type { Delivery, Sent } from "./delivery.ts";
 import { relay } from "../stream/relay.ts";
+import { readWhole } from "../upstream/transport/decode.ts";
 import type { PluginHooks } from "../plugin/hooks.ts";
 import type { ProxyRequest } from "../core/request.ts";
 
+/** Statuses whose response has no body (the Fetch standard's null body statuses, 101 and 103 never reach here). */
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
+const EMPTY = new Uint8Array(0);
+
 export interface RespondOptions {
+  /** The most a whole body read into memory (to filter it) may hold: `--max-response-size`. */
+  maxResponseBytes: number;
   lifecycle: Lifecycle;
   metrics: BridgeMetrics;
   keepaliveIntervalMs: number;
@@ -38,6 +45,12 @@ export async function respond(
     delivery: { cache: answer.cache, upstreamStatus: answer.upstreamStatus, sent: Promise.resolve(sent) },
   });
   const { status, headers, format } = answer;
+  if (NULL_BODY_STATUSES.has(status)) {
+    // 204, 304 (and a HEAD's answer, which arrives empty): no body, whatever the answer carried.
+    answer.release();
+    if (answer.body instanceof ReadableStream) answer.body.cancel().catch(() => {});
+    return delivered(await finish(new Response(null, { status, headers }), EMPTY, options), { bytes: 0 });
+  }
   const filter = status >= 200 && status < 300 && options.think
     ? answerFilter(request.kind, request.json?.model, options.think)
     : undefined;
@@ -57,7 +70,9 @@ export async function respond(
     let body: Uint8Array<ArrayBuffer> | null;
     try {
       body = answer.complete ??
-        (answer.body instanceof ReadableStream ? await new Response(answer.body).bytes() : answer.body);
+        (answer.body instanceof ReadableStream
+          ? await readWhole(answer.body, [], options.maxResponseBytes)
+          : answer.body);
     } catch (error) {
       throw answer.failure(error);
     } finally {

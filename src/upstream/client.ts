@@ -30,6 +30,8 @@ export interface UpstreamExchange {
   readonly response: Response;
   /** The whole body, when it arrived with the head (see UpstreamReply). */
   readonly complete?: Uint8Array<ArrayBuffer>;
+  /** The body ends when the upstream closes the connection: complete or cut, nobody can tell (never stored). */
+  readonly closeFramed?: boolean;
   /** The error to show the client for a failure while reading the body. */
   failure(error: unknown): BridgeError;
   /** Ends the deadline; call once the body is read, has failed, or was cancelled. */
@@ -102,8 +104,9 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         let waitMs: number | undefined;
         let response: Response | undefined;
         let complete: Uint8Array<ArrayBuffer> | undefined;
+        let closeFramed: boolean | undefined;
         try {
-          ({ response, complete } = await fetchUpstream(url, {
+          ({ response, complete, closeFramed } = await fetchUpstream(url, {
             method: request.method,
             headers: request.headers,
             body: request.body,
@@ -145,12 +148,14 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           );
           if (response.status >= 500) metrics.upstreamErrors.inc();
           reason = retryReasonForStatus(response.status);
-          if (!reason || attempt >= retry.attempts) return { response, complete, failure, release };
+          if (!reason || attempt >= retry.attempts) {
+            return { response, complete, closeFramed, failure, release };
+          }
           waitMs = retryAfterMs(response.headers);
           // A Retry-After is honoured even above --retry-max-interval, but never past the deadline: if the
           // upstream asks for more time than is left, its answer goes to the client as it is.
           if (waitMs !== undefined && performance.now() + waitMs >= expiresAt) {
-            return { response, complete, failure, release };
+            return { response, complete, closeFramed, failure, release };
           }
           await response.body?.cancel();
         }

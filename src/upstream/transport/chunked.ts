@@ -3,6 +3,8 @@
  * socket delivered, returning the body bytes it could decode. Chunk extensions and trailers are skipped.
  */
 
+import { UpstreamProtocolError } from "../../core/errors.ts";
+
 const CR = 13;
 const LF = 10;
 
@@ -13,6 +15,7 @@ export class ChunkedDecoder {
   #remaining = 0;
   /** The text of a size or trailer line split across pushes. */
   #line = "";
+  #trailerBytes = 0;
   /** Bytes after the final chunk that belong to whatever follows on the connection. */
   leftover: Uint8Array<ArrayBuffer> = new Uint8Array(0);
 
@@ -39,7 +42,7 @@ export class ChunkedDecoder {
           const byte = input[i++];
           if (byte === LF) this.#state = "size";
           else if (byte !== CR) {
-            throw new SyntaxError("Malformed chunked body: missing CRLF after chunk data");
+            throw malformed("no CRLF after a chunk's data");
           }
           break;
         }
@@ -47,7 +50,7 @@ export class ChunkedDecoder {
           const end = input.indexOf(LF, i);
           const stop = end < 0 ? input.length : end;
           for (let j = i; j < stop; j++) this.#line += String.fromCharCode(input[j]);
-          if (this.#line.length > 4096) throw new SyntaxError("Malformed chunked body: line too long");
+          if (this.#line.length > 4096) throw malformed("a size or trailer line over 4 KiB");
           i = end < 0 ? input.length : end + 1;
           if (end >= 0) this.#endLine(this.#line.replace(/\r$/, ""));
         }
@@ -61,13 +64,22 @@ export class ChunkedDecoder {
     this.#line = "";
     if (this.#state === "trailer") {
       if (line === "") this.#state = "done";
+      else if ((this.#trailerBytes += line.length) > MAX_TRAILER_BYTES) {
+        throw malformed("trailers over 64 KiB");
+      }
       return;
     }
     const sizeText = line.split(";", 1)[0].trim();
     if (!/^[0-9a-fA-F]{1,12}$/.test(sizeText)) {
-      throw new SyntaxError(`Malformed chunked body: bad chunk size '${sizeText.slice(0, 20)}'`);
+      throw malformed(`an invalid chunk size '${sizeText.slice(0, 20)}'`);
     }
     this.#remaining = parseInt(sizeText, 16);
     this.#state = this.#remaining === 0 ? "trailer" : "data";
   }
+}
+
+const MAX_TRAILER_BYTES = 64 * 1024;
+
+function malformed(what: string): UpstreamProtocolError {
+  return new UpstreamProtocolError(`its chunked body has ${what}`);
 }

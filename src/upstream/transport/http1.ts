@@ -1,98 +1,91 @@
 /**
  * A pooled HTTP/1.1 client for upstream calls, with the subset of `fetch` the proxy uses.
  *
- * Why not `fetch`: on our machines Deno's fetch costs about 70 µs of CPU per call, which held a passthrough to
- * 0.26x of the upstream's own request rate; this client over `Deno.connect` keeps connections alive and parses
- * responses in a few µs (see docs/performance.md). It speaks HTTP/1.1 only, over TCP or TLS, and does not use
- * HTTP(S)_PROXY: `--upstream-client fetch` is there for such setups.
+ * Why not `fetch`: on our machines Deno's fetch costs about 70 µs of CPU per call, and it re-sends a POST that
+ * was written on a reused connection the server then dropped (docs/proxy.md has the measurements). The rules
+ * this client keeps (RFC 9112, docs/proxy.md#upstream-client):
+ * - replay: a request goes again on a new connection only when no byte of it was written, or it is a GET, HEAD
+ *   or OPTIONS and no byte of the answer came back; at most once, and only for a reused connection (a server
+ *   closing an idle keep-alive connection as we reuse it). Otherwise the failure is the caller's to retry
+ *   (`--retry-attempts`) or report.
+ * - reuse: a connection goes back to the pool only when its response ended exactly at its framing with no byte
+ *   beyond it, and neither side asked to close; while pooled, a pending read ends it if the server closes it or
+ *   writes anything.
+ * - nothing raw: the request head is validated (request_head.ts); the response head is parsed strictly.
+ * It speaks HTTP/1.1 over TCP or TLS and does not use HTTP(S)_PROXY: `--upstream-client fetch` is for that.
  */
-import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../headers.ts";
+import { UpstreamProtocolError, UpstreamUnreachable } from "../../core/errors.ts";
 import { concatBytes } from "../../core/bytes.ts";
 import type { Cancellation } from "../../core/time.ts";
-import { ChunkedDecoder } from "./chunked.ts";
+import { bodyStream } from "./body.ts";
 import { Connection } from "./connection.ts";
-import { headEnd, parseResponseHead, type ResponseHead } from "./response_head.ts";
-
-export interface UpstreamRequestInit {
-  method: string;
-  /** The client's headers: the transport sends only the end-to-end ones (upstream/headers.ts). */
-  headers: Headers;
-  body: Uint8Array<ArrayBuffer> | null;
-  cancellation: Cancellation;
-  /**
-   * The upstream credentials: undefined passes the client's own on; null removes them; a string is sent as the
-   * `Authorization` value in their place (shared mode).
-   */
-  credentials?: string | null;
-}
-
-/** An upstream response; its body is decoded, and its headers are the end-to-end ones to pass on. */
-export interface UpstreamReply {
-  readonly response: Response;
-  /**
-   * The whole body, when it arrived with the head: the proxy can look at it (the think filter checks it for
-   * tags) and send it on without reading the response's stream.
-   */
-  readonly complete?: Uint8Array<ArrayBuffer>;
-}
-
-/** Sends one request upstream. */
-export type UpstreamFetch = (url: string, init: UpstreamRequestInit) => Promise<UpstreamReply>;
+import { decodable, decodeStream, readWhole } from "./decode.ts";
+import { encodeRequestHead } from "./request_head.ts";
+import { framingOf, headEnd, parseResponseHead, type ResponseHead } from "./response_head.ts";
+import type { UpstreamFetch, UpstreamReply, UpstreamRequestInit } from "./types.ts";
 
 export interface Http1ClientOptions {
   /** Idle connections kept per origin. @default 256 */
   maxIdlePerOrigin?: number;
   /** An idle connection is closed after this long. @default 30000 */
   idleTimeoutMs?: number;
+  /** The most a whole (non-stream) body may decode to. @default 64 MiB */
+  maxResponseBytes?: number;
+  /** Extra CA certificates (PEM) for https upstreams, besides the system's and DENO_CERT's. */
+  caCerts?: string[];
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
-const NO_BODY_STATUSES = new Set([204, 205, 304]);
 /** A body up to this size is sent in the same write as the head. */
 const COALESCE_BODY_BYTES = 16 * 1024;
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
 
-/** A reused connection turned out to be closed by the server before our request: safe to send again. */
-class StaleConnection extends Error {}
+/** The connection was lost (closed or reset) during the exchange. */
+class ConnectionLost extends Error {}
 
 export class Http1Client {
   readonly #idle = new Map<string, Connection[]>();
   readonly #maxIdle: number;
   readonly #idleTimeoutMs: number;
+  readonly #maxResponseBytes: number;
+  readonly #caCerts?: string[];
   #sweeper?: ReturnType<typeof setInterval>;
   #closed = false;
 
   constructor(options: Http1ClientOptions = {}) {
     this.#maxIdle = options.maxIdlePerOrigin ?? 256;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+    this.#maxResponseBytes = options.maxResponseBytes ?? 64 * 1024 * 1024;
+    this.#caCerts = options.caCerts;
   }
 
   readonly fetch: UpstreamFetch = async (url, init) => {
     const target = new URL(url);
     const head = encodeRequestHead(init.method, target, init.headers, init.body, init.credentials);
-    const { cancellation, body } = init;
+    const { cancellation } = init;
     cancellation.throwIfAborted();
-    for (;;) {
-      const reused = this.#idle.get(target.origin)?.pop();
+    // A reused connection first; if the server had closed it, one more try on a fresh one, when that is safe.
+    for (let reuse = true;; reuse = false) {
+      const reused = reuse ? this.#take(target.origin) : undefined;
       const connection = reused ?? await this.#connect(target, cancellation);
       const removeAbort = cancellation.onAbort(() => connection.close());
       try {
-        try {
-          const small = body !== null && body.length <= COALESCE_BODY_BYTES;
-          await connection.write(small ? concatBytes([head, body]) : head);
-          if (body !== null && !small) await connection.write(body);
-        } catch (error) {
-          throw reused && isConnectionLost(error) ? new StaleConnection() : error;
-        }
-        const response = await readResponseHead(connection, reused !== undefined);
-        return this.#response(connection, response, init.method, cancellation, removeAbort);
+        await send(connection, head, init.body);
+        const response = await readResponseHead(connection);
+        return await this.#reply(connection, response, init, removeAbort);
       } catch (error) {
         removeAbort();
         connection.close();
         if (cancellation.aborted) throw cancellation.reason;
-        // The server closed an idle connection as we reused it: it never saw the request, so send it again.
-        if (error instanceof StaleConnection) continue;
-        throw error;
+        if (!(error instanceof ConnectionLost)) throw error;
+        if (reused && replayable(init.method, connection)) continue;
+        throw new UpstreamUnreachable(
+          connection.written === 0
+            ? `the connection closed before the request was sent (${error.message})`
+            : `the connection closed after the request was sent, before an answer; not sent again, as the upstream ` +
+              `may have processed it (${error.message})`,
+        );
       }
     }
   };
@@ -106,14 +99,28 @@ export class Http1Client {
     this.#idle.clear();
   }
 
+  #take(origin: string): Connection | undefined {
+    const list = this.#idle.get(origin);
+    for (let connection = list?.pop(); connection; connection = list?.pop()) {
+      if (connection.closed) continue;
+      connection.unpark();
+      return connection;
+    }
+    return undefined;
+  }
+
   #release(connection: Connection): void {
     let list = this.#idle.get(connection.origin);
-    if (this.#closed || connection.closed || connection.hasPending || (list?.length ?? 0) >= this.#maxIdle) {
+    if (this.#closed || connection.closed || connection.hasUnread || (list?.length ?? 0) >= this.#maxIdle) {
       return connection.close();
     }
-    connection.idleSince = performance.now();
     if (!list) this.#idle.set(connection.origin, list = []);
     list.push(connection);
+    connection.park((lost) => {
+      const from = this.#idle.get(lost.origin);
+      const index = from?.indexOf(lost) ?? -1;
+      if (index >= 0) from!.splice(index, 1);
+    });
     if (this.#sweeper === undefined) {
       this.#sweeper = setInterval(() => this.#sweep(), Math.min(this.#idleTimeoutMs, 5000));
       Deno.unrefTimer(this.#sweeper);
@@ -134,7 +141,7 @@ export class Http1Client {
     const tls = target.protocol === "https:";
     const port = Number(target.port) || (tls ? 443 : 80);
     const connecting = tls
-      ? Deno.connectTls({ hostname, port, alpnProtocols: ["http/1.1"] })
+      ? Deno.connectTls({ hostname, port, alpnProtocols: ["http/1.1"], caCerts: this.#caCerts })
       : Deno.connect({ hostname, port });
     let removeAbort = () => {};
     const aborted = new Promise<never>((_, reject) => removeAbort = cancellation.onAbort(reject));
@@ -144,133 +151,121 @@ export class Http1Client {
       const conn = await Promise.race([connecting, aborted]);
       if (!tls) (conn as Deno.TcpConn).setNoDelay(true);
       return new Connection(conn, target.origin);
+    } catch (error) {
+      if (cancellation.aborted) throw error;
+      throw new UpstreamUnreachable(error instanceof Error ? error.message : String(error));
     } finally {
       removeAbort();
     }
   }
 
-  #response(
+  async #reply(
     connection: Connection,
     head: ResponseHead,
-    method: string,
-    cancellation: Cancellation,
+    init: UpstreamRequestInit,
     removeAbort: () => void,
-  ): UpstreamReply {
-    const { status, statusText, headers, encoding } = head;
-    const noBody = method === "HEAD" || NO_BODY_STATUSES.has(status) || head.contentLength === 0;
-    // Without a length or chunked coding, the body ends when the server closes: the connection is spent.
-    const reusable = head.keepAlive && (noBody || head.chunked || head.contentLength !== undefined);
+  ): Promise<UpstreamReply> {
+    const { status, statusText, headers, encodings } = head;
+    const framing = framingOf(head, init.method);
     const finish = (clean: boolean) => {
       removeAbort();
-      if (clean && reusable) this.#release(connection);
+      if (clean && head.keepAlive && framing !== "close") this.#release(connection);
       else connection.close();
     };
-    const init = { status, statusText, headers };
-    if (noBody) {
+    const response = (body: BodyInit | null) => new Response(body, { status, statusText, headers });
+    if (framing === "none") {
       finish(true);
-      return { response: new Response(null, init), complete: EMPTY };
+      return { response: response(null), complete: EMPTY };
     }
-    if (encoding && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
+    if (!decodable(encodings)) {
       finish(false);
-      throw new TypeError(`Upstream answered with an unsupported content-encoding '${encoding}'`);
+      throw new UpstreamProtocolError(
+        `its content-encoding '${encodings.join(", ")}' is not one the bridge decodes`,
+      );
     }
     // The common case of a small answer: it arrived with the head, so no stream is needed.
-    const early = head.contentLength !== undefined && !encoding
-      ? connection.takePending(head.contentLength)
+    const early = framing === "length" && !encodings.length
+      ? connection.takePushedBack(head.contentLength!)
       : undefined;
     if (early) {
       finish(true);
-      return { response: new Response(early, init), complete: early };
+      return { response: response(early), complete: early };
     }
-    let body = bodyStream(connection, head, cancellation, finish);
-    if (encoding === "gzip" || encoding === "deflate") {
-      // Like fetch, hand out the decoded body.
-      body = body.pipeThrough(new DecompressionStream(encoding) as TransformStream<Uint8Array, Uint8Array>);
+    if (framing === "length" && head.contentLength! > this.#maxResponseBytes && !isStream(headers)) {
+      finish(false);
+      throw new UpstreamProtocolError(
+        `its body is larger than --max-response-size (${this.#maxResponseBytes} bytes)`,
+      );
     }
-    return { response: new Response(body, init) };
+    const body = bodyStream(connection, framing, head.contentLength, init.cancellation, finish);
+    if (!encodings.length) return { response: response(body), closeFramed: framing === "close" };
+    // A compressed whole body is decoded before any header goes out, so a bomb is a 502, not a cut answer.
+    if (!isStream(headers)) {
+      const decoded = await readWhole(body, encodings, this.#maxResponseBytes);
+      return { response: response(decoded), complete: decoded, closeFramed: framing === "close" };
+    }
+    return { response: response(decodeStream(body, encodings)), closeFramed: framing === "close" };
   }
 }
 
-/** The response body as it arrives, de-chunked; `finish(clean)` is called once when it ends. */
-function bodyStream(
-  connection: Connection,
-  head: ResponseHead,
-  cancellation: Cancellation,
-  finish: (clean: boolean) => void,
-): ReadableStream<Uint8Array> {
-  const decoder = head.chunked ? new ChunkedDecoder() : undefined;
-  let remaining = head.contentLength ?? Infinity;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        for (;;) {
-          const bytes = await connection.read();
-          if (bytes === null) {
-            if (decoder || remaining !== Infinity) {
-              throw new TypeError("Upstream closed the connection mid-body");
-            }
-            finish(false);
-            return controller.close();
-          }
-          let ended = false;
-          if (decoder) {
-            for (const piece of decoder.push(bytes)) controller.enqueue(piece);
-            if (decoder.done) {
-              connection.unread(decoder.leftover);
-              ended = true;
-            }
-          } else {
-            const take = Math.min(remaining, bytes.length);
-            controller.enqueue(take === bytes.length ? bytes : bytes.subarray(0, take));
-            remaining -= take;
-            if (remaining === 0) {
-              connection.unread(bytes.subarray(take));
-              ended = true;
-            }
-          }
-          if (ended) {
-            finish(true);
-            return controller.close();
-          }
-          if ((controller.desiredSize ?? 0) <= 0) return;
-        }
-      } catch (error) {
-        finish(false);
-        controller.error(cancellation.aborted ? cancellation.reason : error);
-      }
-    },
-    cancel() {
-      finish(false);
-    },
-  }, { highWaterMark: 0 });
+/** Whether the response is an event stream (SSE or NDJSON), by its content type. */
+function isStream(headers: [string, string][]): boolean {
+  const type = headers.find(([name]) => name === "content-type")?.[1].toLowerCase() ?? "";
+  return /^(text\/event-stream|application\/(x-ndjson|jsonl|json-seq))\b/.test(type);
 }
 
-/** Reads and parses the response head, skipping interim 1xx responses. */
-async function readResponseHead(connection: Connection, reused: boolean): Promise<ResponseHead> {
-  let buffer: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+/** Whether a request that lost its connection may go again: nothing of it was written, or it is safe to repeat. */
+function replayable(method: string, connection: Connection): boolean {
+  return connection.written === 0 || (IDEMPOTENT.has(method) && connection.received === 0);
+}
+
+async function send(connection: Connection, head: Uint8Array, body: Uint8Array | null): Promise<void> {
+  try {
+    const small = body !== null && body.length <= COALESCE_BODY_BYTES;
+    await connection.write(small ? concatBytes([head, body]) : head);
+    if (body !== null && !small) await connection.write(body);
+  } catch (error) {
+    if (isConnectionLost(error)) throw new ConnectionLost(String((error as Error).message));
+    throw error;
+  }
+}
+
+/** Reads and parses the response head, skipping interim 1xx responses; a 101 is refused. */
+async function readResponseHead(connection: Connection): Promise<ResponseHead> {
+  let buffer: Uint8Array<ArrayBuffer> = EMPTY;
   let searched = 0;
+  let interim = false;
   for (;;) {
     const end = headEnd(buffer, searched);
     if (end >= 0) {
       const head = parseResponseHead(buffer.subarray(0, end));
       buffer = buffer.subarray(end);
       searched = 0;
-      if (head.status >= 100 && head.status < 200) continue; // 100 Continue, 103 Early Hints
+      if (head.status === 101) {
+        throw new UpstreamProtocolError("it switched protocols (101), which the bridge does not proxy");
+      }
+      if (head.status < 200) { // 100 Continue, 102 Processing, 103 Early Hints: the answer follows
+        interim = true;
+        continue;
+      }
       connection.unread(buffer);
-      return head;
+      // After an interim response the connection is not reused: one more thing that could be out of step.
+      return interim ? { ...head, keepAlive: false } : head;
     }
-    if (buffer.length > MAX_HEAD_BYTES) throw new TypeError("Upstream response head is larger than 64 KiB");
+    if (buffer.length > MAX_HEAD_BYTES) {
+      throw new UpstreamProtocolError("its response head is larger than 64 KiB");
+    }
     searched = buffer.length;
     let bytes: Uint8Array<ArrayBuffer> | null;
     try {
       bytes = await connection.read();
     } catch (error) {
-      if (reused && buffer.length === 0 && isConnectionLost(error)) throw new StaleConnection();
+      if (isConnectionLost(error)) throw new ConnectionLost((error as Error).message);
       throw error;
     }
     if (bytes === null) {
-      if (reused && buffer.length === 0) throw new StaleConnection();
-      throw new TypeError("Upstream closed the connection before sending a response");
+      if (buffer.length === 0 && !interim) throw new ConnectionLost("closed by the upstream");
+      throw new UpstreamProtocolError("it closed the connection in the middle of the response head");
     }
     buffer = buffer.length === 0 ? bytes : concatBytes([buffer, bytes]);
   }
@@ -278,33 +273,6 @@ async function readResponseHead(connection: Connection, reused: boolean): Promis
 
 function isConnectionLost(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.UnexpectedEof || error instanceof Deno.errors.ConnectionAborted;
-}
-
-const encoder = new TextEncoder();
-const NON_ASCII = /[^ -~\t\r\n]/;
-
-function encodeRequestHead(
-  method: string,
-  target: URL,
-  headers: Headers,
-  body: Uint8Array | null,
-  credentials: string | null | undefined,
-): Uint8Array {
-  let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
-  if (credentials) head += `authorization: ${credentials}\r\n`;
-  const keepCredentials = credentials === undefined;
-  const listed = headers.has("connection") ? connectionListed(headers) : [];
-  // forEach, not for-of: Headers' iterator costs three times as much per request.
-  headers.forEach((value, name) => {
-    if (!isForwardedRequestHeader(name) || listed.includes(name)) return;
-    if (keepCredentials || !CREDENTIAL_HEADERS.has(name)) head += `${name}: ${value}\r\n`;
-  });
-  if (body !== null || method === "POST" || method === "PUT" || method === "PATCH") {
-    head += `content-length: ${body?.length ?? 0}\r\n`;
-  }
-  head += "\r\n";
-  // Header values are Latin-1 byte strings; TextEncoder would turn bytes above 0x7f into two.
-  if (!NON_ASCII.test(head)) return encoder.encode(head);
-  return Uint8Array.from(head, (char) => char.charCodeAt(0) & 0xff);
+    error instanceof Deno.errors.UnexpectedEof || error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected;
 }
