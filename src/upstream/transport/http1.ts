@@ -208,10 +208,13 @@ export class Http1Client {
   }
 }
 
-/** Whether the response is an event stream (SSE or NDJSON), by its content type. */
+/** Whether a content type is an event stream (SSE or NDJSON). */
+export function isStreamType(contentType: string | null | undefined): boolean {
+  return /^(text\/event-stream|application\/(x-ndjson|jsonl|json-seq))\b/i.test(contentType ?? "");
+}
+
 function isStream(headers: [string, string][]): boolean {
-  const type = headers.find(([name]) => name === "content-type")?.[1].toLowerCase() ?? "";
-  return /^(text\/event-stream|application\/(x-ndjson|jsonl|json-seq))\b/.test(type);
+  return isStreamType(headers.find(([name]) => name === "content-type")?.[1]);
 }
 
 /** Whether a request that lost its connection may go again: nothing of it was written, or it is safe to repeat. */

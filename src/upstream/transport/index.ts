@@ -3,10 +3,11 @@
  * `fetch` is Deno's fetch: slower, but it honours HTTP(S)_PROXY and can speak HTTP/2.
  */
 import type { UpstreamClientKind } from "../../config/index.ts";
-import { BridgeError, UpstreamProtocolError } from "../../core/errors.ts";
+import { BridgeError, UpstreamProtocolError, UpstreamUnreachable } from "../../core/errors.ts";
 import { clientResponseHeaders, CREDENTIAL_HEADERS, upstreamRequestHeaders } from "../headers.ts";
-import { readWhole } from "./decode.ts";
-import { Http1Client } from "./http1.ts";
+import { decodable, decodeStream, readWhole } from "./decode.ts";
+import { assertSendable } from "./request_head.ts";
+import { Http1Client, isStreamType } from "./http1.ts";
 import type { UpstreamFetch } from "./types.ts";
 
 export type { UpstreamFetch, UpstreamReply, UpstreamRequestInit } from "./types.ts";
@@ -42,6 +43,9 @@ function fetchTransport(options: TransportOptions): Transport {
   return {
     async fetch(url, init) {
       const headers = withCredentials(upstreamRequestHeaders(init.headers), init.credentials);
+      assertSendable(init.method, headers);
+      // Asked for explicitly, fetch leaves any encoding the upstream uses anyway to us: the same decoders and
+      // bounds as the pooled client.
       headers.set("accept-encoding", "identity");
       let response: Response;
       try {
@@ -55,34 +59,48 @@ function fetchTransport(options: TransportOptions): Transport {
         });
       } catch (error) {
         if (init.cancellation.aborted || error instanceof BridgeError) throw error;
-        // Deno's fetch refuses what it cannot represent (a 101, a malformed response) with a TypeError.
-        if (error instanceof TypeError && !/connect|refused|reset|closed|dns|lookup/i.test(error.message)) {
-          throw new UpstreamProtocolError(error.message);
-        }
-        throw error;
+        throw fetchFailure(error);
       }
       const { status, statusText } = response;
       if (status === 101) {
         await response.body?.cancel();
         throw new UpstreamProtocolError("it switched protocols (101), which the bridge does not proxy");
       }
-      const encoded = response.headers.has("content-encoding");
+      const encodings = (response.headers.get("content-encoding") ?? "").toLowerCase().split(",")
+        .map((coding) => coding.trim()).filter((coding) => coding && coding !== "identity");
+      const framed = response.headers.has("content-length") || response.headers.has("transfer-encoding");
+      const closeFramed = !framed && response.body !== null && !NULL_BODY.has(status);
       const out = clientResponseHeaders(response.headers);
-      const stream = /^(text\/event-stream|application\/(x-ndjson|jsonl|json-seq))\b/i.test(
-        out.get("content-type") ?? "",
-      );
-      // fetch decoded the body itself; a compressed whole body is still held to --max-response-size.
-      if (encoded && !stream && response.body) {
-        const complete = await readWhole(response.body, [], options.maxResponseBytes);
-        return { response: new Response(complete, { status, statusText, headers: out }), complete };
+      const reply = (body: BodyInit | null) => new Response(body, { status, statusText, headers: out });
+      if (!response.body || !encodings.length) return { response: reply(response.body), closeFramed };
+      if (!decodable(encodings)) {
+        await response.body.cancel();
+        throw new UpstreamProtocolError(
+          `its content-encoding '${encodings.join(", ")}' is not one the bridge decodes`,
+        );
       }
-      return { response: new Response(response.body, { status, statusText, headers: out }) };
+      if (isStreamType(out.get("content-type"))) {
+        return { response: reply(decodeStream(response.body, encodings)), closeFramed };
+      }
+      const complete = await readWhole(response.body, encodings, options.maxResponseBytes);
+      return { response: reply(complete), complete, closeFramed };
     },
     close: () => {
       keptAlive.close();
       oneShot.close();
     },
   };
+}
+
+const NULL_BODY = new Set([204, 205, 304]);
+
+/** Deno's fetch says only "fetch failed": its cause tells a lost connection from a response it could not parse. */
+function fetchFailure(error: unknown): BridgeError {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+  if (/connect|refused|reset|closed|dns|lookup|broken pipe|unreachable|timed? ?out|blocked/i.test(cause)) {
+    return new UpstreamUnreachable(cause);
+  }
+  return new UpstreamProtocolError(cause);
 }
 
 function withCredentials(headers: Headers, credentials: string | null | undefined): Headers {

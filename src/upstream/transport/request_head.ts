@@ -23,6 +23,16 @@ const NON_ASCII = /[^ -~\t\r\n]/;
  * string is sent as the `Authorization` value instead (shared mode). Throws InvalidUpstreamRequest for a method,
  * target or header that is not valid HTTP.
  */
+/** Throws InvalidUpstreamRequest unless the method is a token and every header a valid field (any transport). */
+export function assertSendable(method: string, headers: Headers): void {
+  if (!isToken(method)) throw invalidMethod(method);
+  headers.forEach((value, name) => checkedValue(checkedName(name), value));
+}
+
+function invalidMethod(method: string): InvalidUpstreamRequest {
+  return new InvalidUpstreamRequest(`the method ${JSON.stringify(method.slice(0, 40))} is not a token`);
+}
+
 export function encodeRequestHead(
   method: string,
   target: URL,
@@ -30,9 +40,7 @@ export function encodeRequestHead(
   body: Uint8Array | null,
   credentials: string | null | undefined,
 ): Uint8Array {
-  if (!isToken(method)) {
-    throw new InvalidUpstreamRequest(`the method ${JSON.stringify(method.slice(0, 40))} is not a token`);
-  }
+  if (!isToken(method)) throw invalidMethod(method);
   const path = `${target.pathname}${target.search}`;
   if (!TARGET.test(path)) {
     throw new InvalidUpstreamRequest("the request target has characters HTTP does not allow");
