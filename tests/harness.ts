@@ -107,7 +107,13 @@ export interface Child {
   output: () => string;
 }
 
-export async function spawnBridge(upstream: string, ...flags: string[]): Promise<Child> {
+/** Spawns main.ts: `spawnBridge(upstream, ...flags)`, or `spawnBridge({ env }, upstream, ...flags)`. */
+export async function spawnBridge(
+  first: string | { env: Record<string, string> },
+  ...rest: string[]
+): Promise<Child> {
+  const env = typeof first === "string" ? undefined : first.env;
+  const [upstream, ...flags] = typeof first === "string" ? [first, ...rest] : rest;
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -125,6 +131,7 @@ export async function spawnBridge(upstream: string, ...flags: string[]): Promise
       upstream,
       ...flags,
     ],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -333,3 +333,23 @@ function HandleServerResponse(response) return response end
   await fine.body?.cancel();
   await waitFor(() => upstream.received.length === 1);
 });
+
+conformance(
+  "a compressed stream that expands more than 100 times ends with an error event",
+  async (transport) => {
+    const bomb = gzipSync(new TextEncoder().encode(`data: ${"a".repeat(16 * 1024 * 1024)}\n\n`));
+    await using upstream = new ScriptedUpstream(scripted(() => ({
+      write: [
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n" +
+        `content-length: ${bomb.length}\r\n\r\n`,
+        new Uint8Array(bomb),
+      ],
+    })));
+    await using t = await bridgeFor(transport, upstream);
+    const answer = await t.post("/v1/chat/completions", { model: "m", stream: true, messages: [] });
+    assertEquals(answer.status, 200);
+    const text = await answer.text();
+    assertMatch(text, /event: error\ndata: .*compression bomb/);
+    assert(text.length < 4 * 1024 * 1024, `stopped early: ${text.length} bytes relayed`);
+  },
+);
