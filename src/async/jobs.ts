@@ -9,6 +9,11 @@
  * A job is created in one atomic commit with its queue message, so two submissions cannot make two jobs.
  * Execution is at least once: a job runs again if the bridge dies after the upstream answered and before the
  * result was stored.
+ *
+ * Only a successful (2xx) answer becomes a job's stored result. A failed one (an upstream 401, a 5xx, an
+ * unreachable upstream) ends the job: its record, and with it any stored credential, is deleted, and the failure
+ * is kept in memory for the next poll of the same job (the same tenant, so the same credential) and then
+ * forgotten; a later submission makes a new job.
  */
 import { DiskTier } from "../cache/disk.ts";
 import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
@@ -68,6 +73,8 @@ export class AsyncJobs {
   readonly #running = new Set<string>();
   /** Jobs sent upstream at once: `--async-concurrency`. */
   readonly #slots: Semaphore;
+  /** Failed jobs' answers, each delivered once to the next poll of the same job; bounded and short-lived. */
+  readonly #failures = new Map<string, { answer: CachedAnswer; expiresAt: number }>();
   #closed = false;
   readonly #listening: Promise<void>;
 
@@ -101,6 +108,11 @@ export class AsyncJobs {
   async submit(fingerprint: string, digest: string, request: ProxyRequest): Promise<Submission> {
     const tenant = request.tenant ?? "";
     const key = ["job", tenant, fingerprint];
+    const failure = this.#failures.get(resultKey(tenant, fingerprint));
+    if (failure) {
+      this.#failures.delete(resultKey(tenant, fingerprint));
+      if (failure.expiresAt > Date.now()) return { kind: "done", answer: failure.answer };
+    }
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.kv.get<Job>(key);
       // A finished job whose result has expired is gone, whatever KV still holds (it sweeps only now and then).
@@ -164,6 +176,7 @@ export class AsyncJobs {
       if (!job || job.state === "done" || !job.request) return;
       await this.kv.set(key, { ...job, state: "running" });
       const answer = await this.#execute(job.request);
+      if (answer.status < 200 || answer.status >= 300) return await this.#fail(tenant, fingerprint, answer);
       await this.results.set(resultKey(tenant, fingerprint), answer);
       const expireIn = this.settings.resultTtlMs;
       const done = await this.kv.atomic()
@@ -178,6 +191,19 @@ export class AsyncJobs {
       this.#running.delete(name);
       this.#slots.release();
     }
+  }
+
+  /** Ends a failed job: nothing of it stays on disk; its answer waits in memory for one poll. */
+  async #fail(tenant: string, fingerprint: string, answer: CachedAnswer): Promise<void> {
+    await this.kv.atomic().delete(["job", tenant, fingerprint]).delete(["pending", tenant, fingerprint])
+      .commit();
+    const now = Date.now();
+    for (const [name, kept] of this.#failures) if (kept.expiresAt <= now) this.#failures.delete(name);
+    if (this.#failures.size >= MAX_FAILURES_KEPT) this.#failures.delete(this.#failures.keys().next().value!);
+    const keepMs = Math.min(this.settings.resultTtlMs, FAILURE_KEPT_MS);
+    this.#failures.set(resultKey(tenant, fingerprint), { answer, expiresAt: now + keepMs });
+    this.metrics.asyncJobs.inc({ state: "failed" });
+    this.metrics.asyncJobsPending.dec();
   }
 
   /** Sends the job's request upstream and records the whole answer, whatever its status. */
@@ -214,6 +240,9 @@ export class AsyncJobs {
     }
   }
 }
+
+const MAX_FAILURES_KEPT = 10_000;
+const FAILURE_KEPT_MS = 10 * 60_000;
 
 function resultKey(tenant: string, fingerprint: string): string {
   return `${tenant}\u0000${fingerprint}`;

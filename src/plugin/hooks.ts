@@ -9,6 +9,7 @@ import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { endpointKind } from "../core/endpoints.ts";
 import { parseJsonObject, type ProxyRequest } from "../core/request.ts";
+import { normalizePath } from "../core/request_path.ts";
 import type { LuaValue } from "./lua_state.ts";
 import { type LuaPool, PluginFailure } from "./pool.ts";
 
@@ -90,7 +91,7 @@ function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
   let { path, search } = request;
   if (typeof table.path === "string") {
     const query = table.path.indexOf("?");
-    path = query < 0 ? table.path : table.path.slice(0, query);
+    path = pluginPath(query < 0 ? table.path : table.path.slice(0, query));
     if (query >= 0) search = table.path.slice(query);
   }
   const headers = table.headers && typeof table.headers === "object"
@@ -110,6 +111,15 @@ function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
     kind,
     json: kind ? parseJsonObject(body) : undefined,
   };
+}
+
+/** A path the script set, held to the same rules as a client's; a bad one is the script's failure (500). */
+function pluginPath(path: string): string {
+  try {
+    return normalizePath(path);
+  } catch (error) {
+    throw new PluginFailure(`The bridge's Lua plugin set an invalid path: ${(error as Error).message}`);
+  }
 }
 
 function responseFrom(table: Table): Response {

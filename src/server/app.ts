@@ -18,6 +18,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "../observe/log.ts";
 import { BridgeMetrics } from "../observe/metrics.ts";
 import { accessLog } from "./access_log.ts";
+import { pathGuard } from "./path_guard.ts";
 import { readRequest } from "./read_request.ts";
 import { proxyHandler } from "./proxy_handler.ts";
 import { type RateLimiter, tokenBucket, unlimited } from "../upstream/rate_limit.ts";
@@ -77,6 +78,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
 
   const app = new Hono();
   app.use(accessLog(log, metrics));
+  app.use(pathGuard);
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get(
     "/ready",
@@ -96,7 +98,11 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const steps: MiddlewareHandler[] = [
     ...(plugin ? [] : [proxiedPathsOnly]),
     ...(access ? [authenticate(access, metrics)] : []),
-    readRequest({ maxBodyBytes: config.maxBodyBytes, bodyReadTimeoutMs: config.bodyReadTimeoutMs }),
+    readRequest({
+      maxBodyBytes: config.maxBodyBytes,
+      bodyReadTimeoutMs: config.bodyReadTimeoutMs,
+      tenantByCredential: !config.shared.enabled && !access && !config.shared.sharedAcrossTenants,
+    }),
     ...(plugin ? [plugin.request()] : []),
   ];
   const proxy = proxyHandler({
@@ -160,6 +166,6 @@ async function readCaFile(path: string): Promise<string> {
 
 /** A 404 for paths the bridge does not proxy, before their body is read. */
 const proxiedPathsOnly: MiddlewareHandler = async function proxiedPathsOnly(c, next) {
-  if (!isProxiedPath(c.req.path)) throw new NotFound(c.req.method, c.req.path);
+  if (!isProxiedPath(c.get("path"))) throw new NotFound(c.req.method, c.get("path"));
   await next();
 };

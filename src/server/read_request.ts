@@ -7,7 +7,8 @@ import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
 import { concatBytes } from "../core/bytes.ts";
 import { endpointKind } from "../core/endpoints.ts";
-import { parseJsonObject } from "../core/request.ts";
+import { credentialTenant, parseJsonObject } from "../core/request.ts";
+import "./path_guard.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { Cancellation, schedule, type Timer } from "../core/time.ts";
 
@@ -20,6 +21,11 @@ declare module "hono" {
 export interface ReadRequestOptions {
   maxBodyBytes: number;
   bodyReadTimeoutMs: number;
+  /**
+   * Clients are told apart by their own credential (a hash of it): true when it is what goes upstream (not in
+   * shared mode, no access keys), unless `--cache-shared-across-tenants`.
+   */
+  tenantByCredential: boolean;
 }
 
 const MAX_URL_LENGTH = 16 * 1024;
@@ -35,7 +41,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
     }
     const queryStart = url.indexOf("?");
     const method = raw.method;
-    const path = c.req.path;
+    const path = c.get("path");
     const body = method === "GET" || method === "HEAD" ? null : await readBody(raw, options);
     const kind = endpointKind(method, path);
     // Watching request.signal costs ~10 µs a request in Deno.serve, so it starts only for requests still
@@ -52,7 +58,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
       kind,
       json: kind ? parseJsonObject(body) : undefined,
       cancellation,
-      tenant: c.get("tenant"),
+      tenant: c.get("tenant") ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
       startedAt: performance.now(),
     };
     c.set("proxyRequest", request);

@@ -26,8 +26,7 @@ const REQUEST_DROPPED = new Set([...HOP_BY_HOP, "host", "content-length", "accep
  */
 const RESPONSE_DROPPED = new Set([...HOP_BY_HOP, "content-encoding", "content-length"]);
 
-/** Headers that carry a client's credentials: replaced or removed in shared mode and with access keys. */
-export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(["authorization", "x-api-key", "api-key"]);
+export { CREDENTIAL_HEADERS } from "../core/request.ts";
 
 /** Whether a client request header (lower-case name) is sent upstream. */
 export function isForwardedRequestHeader(name: string): boolean {
