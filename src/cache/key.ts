@@ -34,6 +34,7 @@ export function isCacheable(request: ProxyRequest): boolean {
  */
 export function canonicalJson(value: unknown, skip?: ReadonlySet<string>): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (value instanceof NumberText) return value.text;
   if (Array.isArray(value)) {
     let out = "[";
     for (let i = 0; i < value.length; i++) out += (i ? "," : "") + canonicalJson(value[i]);
@@ -53,7 +54,28 @@ export function canonicalJson(value: unknown, skip?: ReadonlySet<string>): strin
  * hash, not crypto.subtle: 1.4 µs against 18 µs for a typical request here, and no trip through the event loop.
  */
 export function cacheKey(request: ProxyRequest, tenant = ""): string {
+  const body = request.inexactNumbers && request.body ? withNumberText(request.body) : request.json ?? {};
   const canonical = `${request.method} ${request.path} ${JSON.stringify(tenant)} ` +
-    canonicalJson(request.json ?? {}, IGNORED_FIELDS);
+    canonicalJson(body, IGNORED_FIELDS);
   return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** A number as its JSON text, for bodies whose numbers a double cannot hold exactly. */
+class NumberText {
+  constructor(readonly text: string) {}
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * The body parsed with every number kept as its text (JSON.parse's source text access), so `1e400` and `null`,
+ * or two integers beyond 2^53, give different keys. Only for the bodies core/json_body.ts flagged: the common
+ * case keeps the fast path.
+ */
+function withNumberText(body: Uint8Array): unknown {
+  return JSON.parse(
+    decoder.decode(body),
+    (_key, value, context?: { source?: string }) =>
+      typeof value === "number" && context?.source ? new NumberText(context.source) : value,
+  );
 }

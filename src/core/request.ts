@@ -3,7 +3,6 @@
  * it (the Lua request hook) makes a new one.
  */
 import { createHash } from "node:crypto";
-import { InvalidRequest } from "./errors.ts";
 import type { Cancellation } from "./time.ts";
 import type { EndpointKind } from "./endpoints.ts";
 
@@ -20,6 +19,8 @@ export interface ProxyRequest {
   readonly kind?: EndpointKind;
   /** The parsed body of a JSON endpoint. */
   readonly json?: Readonly<Record<string, unknown>>;
+  /** The JSON body holds a number a double cannot hold exactly: the cache key reads the numbers' text. */
+  readonly inexactNumbers?: boolean;
   /**
    * Whose request it is: the access-key label, or `credential:` and a hash of the client's own credential
    * (never the credential itself); undefined when answers are shared (shared mode without access keys).
@@ -32,24 +33,7 @@ export interface ProxyRequest {
   readonly startedAt: number;
 }
 
-const decoder = new TextDecoder();
 
-/** The JSON object a request body of a JSON endpoint holds; a 400 for anything else. */
-export function parseJsonObject(body: Uint8Array | null): Record<string, unknown> {
-  if (!body) {
-    throw new InvalidRequest("Request body is empty: this endpoint expects a JSON object.", "invalid_json");
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(decoder.decode(body));
-  } catch (error) {
-    throw new InvalidRequest(`Request body is not valid JSON: ${(error as Error).message}`, "invalid_json");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new InvalidRequest("Request body must be a JSON object.", "invalid_json");
-  }
-  return value as Record<string, unknown>;
-}
 
 /** Headers that carry a client's credentials: replaced or removed in shared mode and with access keys. */
 export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(["authorization", "x-api-key", "api-key"]);

@@ -8,7 +8,8 @@ import { InvalidRequest } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { endpointKind } from "../core/endpoints.ts";
-import { parseJsonObject, type ProxyRequest } from "../core/request.ts";
+import { parseJsonBody } from "../core/json_body.ts";
+import type { ProxyRequest } from "../core/request.ts";
 import { normalizePath } from "../core/request_path.ts";
 import type { LuaValue } from "./lua_state.ts";
 import { type LuaPool, PluginFailure } from "./pool.ts";
@@ -109,7 +110,7 @@ function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
     headers,
     body,
     kind,
-    json: kind ? parseJsonObject(body) : undefined,
+    ...(kind ? parseJsonBody(body) : { json: undefined, inexactNumbers: undefined }),
   };
 }
 

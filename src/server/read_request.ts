@@ -7,7 +7,8 @@ import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
 import { concatBytes } from "../core/bytes.ts";
 import { endpointKind } from "../core/endpoints.ts";
-import { credentialTenant, parseJsonObject } from "../core/request.ts";
+import { parseJsonBody } from "../core/json_body.ts";
+import { credentialTenant } from "../core/request.ts";
 import "./path_guard.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { Cancellation, schedule, type Timer } from "../core/time.ts";
@@ -56,7 +57,7 @@ export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
       headers: raw.headers,
       body,
       kind,
-      json: kind ? parseJsonObject(body) : undefined,
+      ...(kind ? parseJsonBody(body) : undefined),
       cancellation,
       tenant: c.get("tenant") ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
       startedAt: performance.now(),
