@@ -36,6 +36,12 @@ log.info(`${PRODUCT} ${VERSION} listening on ${running.url}`, {
 });
 
 const { shared, listen } = config;
+if (config.upstreamBasicAuth) {
+  log.info(
+    "the --ollama URL's user:password goes upstream as Basic auth when no other credential applies " +
+      (shared.enabled ? "(the --api-key wins)" : "(a client's own Authorization, x-api-key or api-key wins)"),
+  );
+}
 const loopback = /^(127\.|localhost$|::1$)/.test(listen.hostname);
 if (shared.enabled && !shared.accessKeys.length && !shared.accessKeysFile && !loopback) {
   log.warn(

@@ -218,6 +218,7 @@ Deno.test("a client that sends its body too slowly gets 408, and others are serv
   const n = await refusal;
   const answer = new TextDecoder().decode(buffer.subarray(0, n ?? 0));
   assertMatch(answer, /^HTTP\/1\.1 408 /);
+  assertMatch(answer, /\r\nconnection: close\r\n/i);
   assertMatch(answer, /"code":"request_timeout"/);
   assert(timedOutAt - start >= 900, "not before the --body-read-timeout");
   conn.close();

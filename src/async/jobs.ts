@@ -16,6 +16,7 @@
  * forgotten; a later submission makes a new job.
  */
 import { DiskTier } from "../cache/disk.ts";
+import { openPrivateKv } from "../cache/private_kv.ts";
 import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
 import { asBridgeError, BridgeError } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
@@ -96,8 +97,7 @@ export class AsyncJobs {
     metrics: BridgeMetrics,
     log: Logger,
   ): Promise<AsyncJobs> {
-    await Deno.mkdir(settings.dir, { recursive: true });
-    const kv = await Deno.openKv(`${settings.dir}/jobs.kv`);
+    const kv = await openPrivateKv(settings.dir, "jobs.kv", log);
     const results = await DiskTier.open(kv, { maxEntries: 1_000_000 });
     const jobs = new AsyncJobs(kv, results, settings, upstream, metrics, log);
     await jobs.#resume();

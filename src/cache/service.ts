@@ -12,6 +12,7 @@ import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
 import { monotonicClock } from "../core/time.ts";
 import { DiskTier } from "./disk.ts";
+import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
@@ -52,9 +53,8 @@ export class CacheService {
   }
 
   static async open(settings: CacheSettings, metrics: BridgeMetrics, log: Logger): Promise<CacheService> {
-    await Deno.mkdir(settings.dir, { recursive: true });
     const path = join(settings.dir, "cache.kv");
-    const kv = await Deno.openKv(path);
+    const kv = await openPrivateKv(settings.dir, "cache.kv", log);
     const promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
     const memory = new MemoryTier({
       maxEntries: settings.memoryEntries,

@@ -243,6 +243,20 @@ function readEnvironment(program: Command, env: Record<string, string | undefine
   }
 }
 
+/**
+ * The upstream URL without its `user:password@` (never logged, never sent in the URL), and that userinfo as the
+ * `Authorization: Basic …` value the upstream client sends when no other credential applies.
+ */
+function withoutUserinfo(url: URL): { upstream: URL; upstreamBasicAuth?: string } {
+  if (!url.username && !url.password) return { upstream: url };
+  const userinfo = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  const bytes = Uint8Array.from(userinfo, (char) => char.charCodeAt(0) & 0xff);
+  const upstream = new URL(url);
+  upstream.username = "";
+  upstream.password = "";
+  return { upstream, upstreamBasicAuth: `Basic ${btoa(String.fromCharCode(...bytes))}` };
+}
+
 /** Thrown when the command line asks the program to exit: for help, version or a bad value. */
 export class ConfigExit extends Error {
   constructor(readonly exitCode: number, message: string) {
@@ -292,7 +306,7 @@ export function parseConfig(
     debug: Boolean(o.debug),
     logFormat: o.logFormat,
     listen: Object.freeze(typeof o.listen === "string" ? listenAddress(o.listen) : o.listen),
-    upstream: typeof o.ollama === "string" ? upstreamUrl(o.ollama) : o.ollama,
+    ...withoutUserinfo(typeof o.ollama === "string" ? upstreamUrl(o.ollama) : o.ollama),
     timeoutMs: o.timeout,
     upstreamClient: o.upstreamClient !== "auto"
       ? o.upstreamClient

@@ -68,6 +68,8 @@ export interface Config {
   readonly upstream: URL;
   readonly timeoutMs: number;
   readonly upstreamClient: UpstreamClientKind;
+  /** `Authorization: Basic …` from the `--ollama` URL's user:password (the URL itself holds none). */
+  readonly upstreamBasicAuth?: string;
   /** The most a whole upstream body may decode to (`--max-response-size`). */
   readonly maxResponseBytes: number;
   /** A PEM file of extra CA certificates for https upstreams (`--upstream-ca-file`). */

@@ -68,7 +68,11 @@ export class UriTooLong extends BridgeError {
 
 export class RequestTimeout extends BridgeError {
   constructor(ms: number) {
-    super(408, "invalid_request_error", "request_timeout", `Request body was not received within ${ms} ms.`);
+    // The rest of the body may still be on its way: the connection cannot carry another request. (Deno.serve
+    // keeps the socket open anyway; docs/security.md says what a front proxy adds.)
+    super(408, "invalid_request_error", "request_timeout", `Request body was not received within ${ms} ms.`, {
+      connection: "close",
+    });
   }
 }
 

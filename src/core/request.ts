@@ -33,8 +33,6 @@ export interface ProxyRequest {
   readonly startedAt: number;
 }
 
-
-
 /** Headers that carry a client's credentials: replaced or removed in shared mode and with access keys. */
 export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(["authorization", "x-api-key", "api-key"]);
 

@@ -63,6 +63,13 @@ const KNOWN_ROUTES = new Set([
   "/metrics",
 ]);
 
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+/** Methods beyond the usual ones are `OTHER`: a client making up methods cannot make up series. */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : "OTHER";
+}
+
 export function routeLabel(path: string): string {
   if (KNOWN_ROUTES.has(path)) return path;
   if (path.startsWith("/v1/models/")) return "/v1/models/:model";
@@ -264,7 +271,8 @@ export class BridgeMetrics {
    * Counts an answered request. prom-client hashes a label set on every call; the children for each set are
    * kept here instead (a few µs a request at our rates).
    */
-  countRequest(route: string, method: string, status: number, seconds: number): void {
+  countRequest(route: string, rawMethod: string, status: number, seconds: number): void {
+    const method = methodLabel(rawMethod);
     const key = `${route} ${method} ${status}`;
     let children = this.#requestChildren.get(key);
     if (!children) {

@@ -52,7 +52,13 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     caCerts: config.upstreamCaFile ? [await readCaFile(config.upstreamCaFile)] : undefined,
   });
   const keys = await loadKeys(config.shared);
-  log.addSecrets([...keys.apiKeys, ...keys.accessKeys.map((entry) => entry.key), config.shared.metricsKey]);
+  log.addSecrets([
+    ...keys.apiKeys,
+    ...keys.accessKeys.map((entry) => entry.key),
+    config.shared.metricsKey,
+    config.upstreamBasicAuth,
+    ...basicAuthParts(config.upstreamBasicAuth),
+  ]);
   const keyPool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
   const access = keys.accessKeys.length || config.shared.accessKeysFile
     ? new AccessKeys(keys.accessKeys)
@@ -70,6 +76,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     fetch: deps.fetch ?? transport.fetch,
     keys: keyPool,
     stripCredentials: access !== undefined,
+    basicAuth: config.upstreamBasicAuth,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
   const jobs = config.async
@@ -149,6 +156,14 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       await cache?.close();
     },
   };
+}
+
+/** The user name and password inside a Basic credential, to mask them in logs wherever they appear. */
+function basicAuthParts(basic: string | undefined): string[] {
+  if (!basic) return [];
+  const userinfo = atob(basic.slice("Basic ".length));
+  const colon = userinfo.indexOf(":");
+  return [userinfo.slice(colon + 1), basic.slice("Basic ".length)];
 }
 
 async function readCaFile(path: string): Promise<string> {

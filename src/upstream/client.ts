@@ -20,6 +20,8 @@ import { Cancellation, schedule, sleep } from "../core/time.ts";
 import type { UpstreamFetch } from "./transport/index.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import type { ProxyRequest } from "../core/request.ts";
+import { CREDENTIAL_HEADERS } from "../core/request.ts";
+import type { SecretMask } from "./secret_mask.ts";
 import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
 import { upstreamTarget } from "./target.ts";
 
@@ -60,6 +62,11 @@ export interface UpstreamOptions {
   keys?: KeyPool;
   /** Remove the client's credentials (they are access keys for the bridge, not for the upstream). */
   stripCredentials?: boolean;
+  /**
+   * `Authorization: Basic …` from the `--ollama` URL's user:password, sent when no other credential applies: a
+   * client's own credential (not in shared mode) or the pool's key (shared mode) wins.
+   */
+  basicAuth?: string;
   random?: () => number;
 }
 
@@ -89,6 +96,16 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         unreachable,
       );
     };
+    /** The exchange to hand on; in shared mode with the pool's keys masked (an upstream may echo its key). */
+    const finished = (
+      response: Response,
+      complete: Uint8Array<ArrayBuffer> | undefined,
+      closeFramed: boolean | undefined,
+      key: unknown,
+    ): UpstreamExchange => {
+      const shown = key ? masked(options.keys!.mask, response, complete) : { response, complete };
+      return { ...shown, closeFramed, failure, release };
+    };
     const url = upstreamTarget(base, request.path, request.search);
     const route = routeLabel(request.path);
 
@@ -111,7 +128,13 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
             headers: request.headers,
             body: request.body,
             cancellation,
-            credentials: key ? `Bearer ${key.value}` : options.stripCredentials ? null : undefined,
+            credentials: key
+              ? `Bearer ${key.value}`
+              : options.stripCredentials
+              ? options.basicAuth ?? null
+              : options.basicAuth && !hasCredential(request.headers)
+              ? options.basicAuth
+              : undefined,
           }));
         } catch (error) {
           const cause = failure(error);
@@ -148,14 +171,12 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           );
           if (response.status >= 500) metrics.upstreamErrors.inc();
           reason = retryReasonForStatus(response.status);
-          if (!reason || attempt >= retry.attempts) {
-            return { response, complete, closeFramed, failure, release };
-          }
+          if (!reason || attempt >= retry.attempts) return finished(response, complete, closeFramed, key);
           waitMs = retryAfterMs(response.headers);
           // A Retry-After is honoured even above --retry-max-interval, but never past the deadline: if the
           // upstream asks for more time than is left, its answer goes to the client as it is.
           if (waitMs !== undefined && performance.now() + waitMs >= expiresAt) {
-            return { response, complete, closeFramed, failure, release };
+            return finished(response, complete, closeFramed, key);
           }
           await response.body?.cancel();
         }
@@ -177,4 +198,25 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   }
 
   return { send };
+}
+
+function hasCredential(headers: Headers): boolean {
+  for (const name of CREDENTIAL_HEADERS) if (headers.has(name)) return true;
+  return false;
+}
+
+/** The answer with the bridge's keys masked (shared mode): an upstream may echo the key it was sent. */
+function masked(
+  mask: SecretMask,
+  response: Response,
+  complete: Uint8Array<ArrayBuffer> | undefined,
+): { response: Response; complete?: Uint8Array<ArrayBuffer> } {
+  if (!complete) return { response: mask.response(response) };
+  const body = mask.bytes(complete);
+  const headers = new Headers();
+  response.headers.forEach((value, name) => headers.append(name, mask.text(value)));
+  return {
+    response: new Response(body, { status: response.status, statusText: response.statusText, headers }),
+    complete: body,
+  };
 }

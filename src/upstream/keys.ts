@@ -8,6 +8,7 @@ import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { Clock } from "../core/time.ts";
 import { retryAfterMs } from "./retry.ts";
+import { SecretMask } from "./secret_mask.ts";
 
 export function keyFingerprint(key: string): string {
   return createHash("sha256").update(key).digest("hex").slice(0, 8);
@@ -36,6 +37,8 @@ const DEFAULT_COOLDOWN_MS = 10_000;
 export class KeyPool {
   #keys: PooledKey[] = [];
   #next = 0;
+  /** Masks every pooled key in answers that go to clients. */
+  mask = new SecretMask([]);
 
   constructor(
     keys: readonly string[],
@@ -53,6 +56,7 @@ export class KeyPool {
       old.get(value) ?? { value, fingerprint: keyFingerprint(value), removed: false, coolUntil: 0 }
     );
     this.#next = 0;
+    this.mask = new SecretMask(this.#keys.map((key) => key.value));
     this.#publish();
   }
 
