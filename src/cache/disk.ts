@@ -6,10 +6,15 @@
  *   the version and part count of a larger one;
  * - ["cache", "p", key, version, n]: the parts of a larger answer, written before the index entry that names
  *   their version, so a crash mid-write leaves no visible partial entry (orphan parts expire on their own);
- * - ["cache", "o", storedAt, key]: the order of storing, so the oldest are found without reading everything;
- * - ["cache", "n"]: the entry count.
+ * - ["cache", "o", storedAt, key]: the order of storing, so the oldest are found without reading everything.
+ *   Exactly one per entry, and never expired by KV itself: only this tier removes one, in the same atomic
+ *   commit that changes the count;
+ * - ["cache", "n"]: the entry count (a KV sum, exact with several writers) = the number of order keys;
+ * - ["cache", "format"]: the layout's version; a store of another version is emptied at open.
  * Every read checks the stored `expiresAt` (KV's `expireIn` is only swept now and then); a corrupt or
- * incomplete entry reads as a miss. Opening a store of a million entries reads one key.
+ * incomplete entry reads as a miss. KV may drop an expired index entry on its own (it sweeps them at open): its
+ * order key then still counts, until the next sweep or trim finds it and takes it out of the count. So the count
+ * never drifts, however long the bridge was down. Opening a store of a million entries reads two keys.
  */
 import { type Clock, wallClock } from "../core/time.ts";
 import { concatBytes } from "../core/bytes.ts";
@@ -37,26 +42,50 @@ export interface DiskTierOptions {
   /** Wall-clock time in epoch ms. */
   /** Epoch ms for expiry. @default wallClock */
   clock?: Clock;
+  /** How long after an entry's own expiry KV may drop it by itself. @default 60000 */
+  kvExpiryMarginMs?: number;
   /** Called with how many entries each eviction or sweep removed. */
   onRemoved?(count: number, why: "evicted" | "expired"): void;
 }
 
 const COUNT_KEY = ["cache", "n"];
+const FORMAT_KEY = ["cache", "format"];
+/** The layout's version: 2 since order keys stopped expiring and the count became a KV sum. */
+export const DISK_FORMAT = 2;
+const ONE = 1n;
+const MINUS_ONE = 0xffff_ffff_ffff_ffffn; // KV sums of 64-bit counters wrap around 2^64
+
+/** How a removal pass went: entries removed, and order keys whose entry KV had already expired. */
+interface Removed {
+  removed: number;
+  gone: number;
+}
 
 export class DiskTier {
   #count: number;
   readonly #clock: Clock;
   #trimming: Promise<void> = Promise.resolve();
 
-  private constructor(readonly kv: Deno.Kv, count: number, readonly options: DiskTierOptions) {
+  private constructor(
+    readonly kv: Deno.Kv,
+    count: number,
+    readonly options: DiskTierOptions,
+    /** Entries of another layout version dropped at open. */
+    readonly droppedAtOpen: number,
+  ) {
     this.#count = count;
     this.#clock = options.clock ?? wallClock;
   }
 
-  /** Opens (or creates) the store; reads only its entry count. */
+  /** Opens (or creates) the store: reads its format and entry count; a store of another format is emptied. */
   static async open(kv: Deno.Kv, options: DiskTierOptions): Promise<DiskTier> {
-    const count = await kv.get<number>(COUNT_KEY);
-    return new DiskTier(kv, count.value ?? 0, options);
+    const format = await kv.get<number>(FORMAT_KEY);
+    let dropped = 0;
+    if (format.value !== DISK_FORMAT) {
+      dropped = await dropAll(kv);
+      await kv.set(FORMAT_KEY, DISK_FORMAT);
+    }
+    return new DiskTier(kv, await storedCount(kv), options, dropped);
   }
 
   get count(): number {
@@ -86,7 +115,8 @@ export class DiskTier {
 
   async set(key: string, answer: CachedAnswer): Promise<void> {
     const bytes = encodeAnswer(answer);
-    const expireIn = Math.max(1000, answer.expiresAt - this.#clock.now() + EXPIRY_MARGIN_MS);
+    const margin = this.options.kvExpiryMarginMs ?? EXPIRY_MARGIN_MS;
+    const expireIn = Math.max(1000, answer.expiresAt - this.#clock.now() + margin);
     const index: IndexEntry = { storedAt: answer.storedAt, expiresAt: answer.expiresAt, size: bytes.length };
     if (bytes.length <= PART_BYTES) {
       index.inline = bytes;
@@ -110,9 +140,9 @@ export class DiskTier {
     const op = this.kv.atomic()
       .check(previous)
       .set(indexKey, index, { expireIn })
-      .set(["cache", "o", answer.storedAt, key], true, { expireIn });
+      .set(["cache", "o", answer.storedAt, key], true);
     if (previous.value) op.delete(["cache", "o", previous.value.storedAt, key]);
-    else op.set(COUNT_KEY, this.#count + 1);
+    else op.sum(COUNT_KEY, ONE);
     if (!(await op.commit()).ok) return; // another writer stored the same answer meanwhile: theirs stands
     if (!previous.value) this.#count++;
     if (previous.value?.version) await this.#deleteParts(key, previous.value);
@@ -123,10 +153,14 @@ export class DiskTier {
   trim(): Promise<void> {
     // One trim at a time: concurrent ones would remove the same oldest entries twice over.
     this.#trimming = this.#trimming.then(async () => {
-      const excess = this.#count - this.options.maxEntries;
-      if (excess <= 0) return;
-      const removed = await this.#removeOldest(excess, Infinity);
-      this.options.onRemoved?.(removed, "evicted");
+      // Order keys of entries KV expired on its own come first (they are the oldest): they free count, not answers.
+      for (let excess = this.#count - this.options.maxEntries; excess > 0;) {
+        const { removed, gone } = await this.#removeOldest(excess, Infinity);
+        this.options.onRemoved?.(removed, "evicted");
+        if (gone) this.options.onRemoved?.(gone, "expired");
+        if (removed + gone === 0) break;
+        excess = this.#count - this.options.maxEntries;
+      }
     });
     return this.#trimming;
   }
@@ -136,14 +170,18 @@ export class DiskTier {
     let removed = 0;
     await (this.#trimming = this.#trimming.then(async () => {
       // An entry is expired once `storedAt + ttl <= now`; the list's end bound is exclusive, hence the + 1.
-      removed = await this.#removeOldest(Infinity, this.#clock.now() - ttlMs + 1);
+      const pass = await this.#removeOldest(Infinity, this.#clock.now() - ttlMs + 1);
+      removed = pass.removed + pass.gone;
       this.options.onRemoved?.(removed, "expired");
+      // Reconcile with the stored sum (another process may share the store).
+      this.#count = await storedCount(this.kv);
     }));
     return removed;
   }
 
-  async #removeOldest(limit: number, storedBefore: number): Promise<number> {
+  async #removeOldest(limit: number, storedBefore: number): Promise<Removed> {
     let removed = 0;
+    let gone = 0;
     const entries = this.kv.list<boolean>(
       { prefix: ["cache", "o"], end: ["cache", "o", Math.min(storedBefore, Number.MAX_VALUE)] },
       { limit: limit === Infinity ? undefined : limit, batchSize: 500 },
@@ -152,18 +190,20 @@ export class DiskTier {
       const [, , storedAt, key] = orderKey as [string, string, number, string];
       const indexKey = ["cache", "i", key];
       const index = await this.kv.get<IndexEntry>(indexKey);
-      const op = this.kv.atomic().delete(orderKey);
-      // Delete the entry only if this order key is its current one (it may have been stored again since).
+      const op = this.kv.atomic().check(index).delete(orderKey);
+      // The entry goes if this order key is its current one (it may have been stored again since); if KV
+      // already expired its index entry, only the order key and its count are left to remove.
       const current = index.value?.storedAt === storedAt;
-      if (current) op.check(index).delete(indexKey).set(COUNT_KEY, Math.max(0, this.#count - 1));
+      if (current) op.delete(indexKey);
+      if (current || !index.value) op.sum(COUNT_KEY, MINUS_ONE);
       if (!(await op.commit()).ok) continue;
+      if (current || !index.value) this.#count = Math.max(0, this.#count - 1);
       if (current) {
-        this.#count = Math.max(0, this.#count - 1);
         removed++;
         if (index.value!.version) await this.#deleteParts(key, index.value!);
-      }
+      } else if (!index.value) gone++;
     }
-    return removed;
+    return { removed, gone };
   }
 
   async #deleteParts(key: string, index: IndexEntry): Promise<void> {
@@ -175,6 +215,29 @@ export class DiskTier {
       await commit(op);
     }
   }
+}
+
+async function storedCount(kv: Deno.Kv): Promise<number> {
+  const count = await kv.get<Deno.KvU64>(COUNT_KEY);
+  return count.value instanceof Deno.KvU64 ? Number(count.value.value) : 0;
+}
+
+/** Deletes every key of the tier (another format's); returns how many answers there were. */
+async function dropAll(kv: Deno.Kv): Promise<number> {
+  let answers = 0;
+  let op = kv.atomic();
+  let pending = 0;
+  for await (const { key } of kv.list({ prefix: ["cache"] }, { batchSize: 500 })) {
+    if (key[1] === "i") answers++;
+    op.delete(key);
+    if (++pending === 500) {
+      await commit(op);
+      op = kv.atomic();
+      pending = 0;
+    }
+  }
+  if (pending) await commit(op);
+  return answers;
 }
 
 async function commit(op: Deno.AtomicOperation): Promise<void> {

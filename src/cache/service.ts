@@ -69,7 +69,14 @@ export class CacheService {
       onRemoved: (count, why) =>
         why === "evicted" && count && metrics.cacheEvictions.inc({ tier: "disk" }, count),
     });
+    if (disk.droppedAtOpen) {
+      log.warn("the cache store was written by another version: started empty", {
+        dropped_entries: disk.droppedAtOpen,
+      });
+    }
     const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log);
+    // Entries that expired while the bridge was down leave the count now, not at the first sweep.
+    tiers.sweep();
     return new CacheService(tiers, kv, path, settings, metrics);
   }
 
