@@ -1,6 +1,6 @@
 /**
  * DeepSeek-Ollama Bridge: parses the command line, starts the proxy, and drains it on SIGTERM/SIGINT
- * (Ctrl-Break on Windows). A second signal exits at once.
+ * (Ctrl-Break on Windows). A second signal, more than a second after the first, exits at once.
  */
 import { type Config, ConfigExit, parseConfig } from "./src/config/index.ts";
 import { createLogger } from "./src/observe/log.ts";
@@ -58,14 +58,21 @@ if (Deno.build.os !== "windows") {
     );
   });
 }
-let signalled = false;
+/**
+ * The first stop signal drains. A repeat within REPEAT_WINDOW_MS is the same request: `deno task`, systemd's
+ * control-group kill and a terminal's Ctrl-C deliver one signal to both the task runner and the bridge, so it
+ * arrives twice at once. A later repeat means "now": the process exits at once.
+ */
+const REPEAT_WINDOW_MS = 1000;
+let signalledAt: number | undefined;
 function onSignal(signal: Deno.Signal): void {
-  if (signalled) {
+  if (signalledAt !== undefined) {
+    if (performance.now() - signalledAt < REPEAT_WINDOW_MS) return;
     log.warn(`${signal} again: exiting now`);
     log.flush();
     Deno.exit(1);
   }
-  signalled = true;
+  signalledAt = performance.now();
   log.info(`${signal}: draining`, { shutdown_timeout_ms: config.shutdownTimeoutMs });
   bridge.stop().then(() => {
     log.info("stopped");

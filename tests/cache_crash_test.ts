@@ -53,3 +53,31 @@ signalTest(
     }
   },
 );
+
+signalTest("a graceful stop right after answers were served keeps every one of them on disk", async () => {
+  await using dir = await tempCacheDir();
+  const upstream = new FakeUpstream();
+  const ask = (url: string, n: number) =>
+    fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: `fresh ${n}` }] }),
+    });
+  try {
+    const first = await spawnBridge(upstream.url, "--enable-cache", "--cache-dir", dir.path);
+    await Promise.all(Array.from({ length: 30 }, (_, n) => ask(first.url, n).then((r) => r.arrayBuffer())));
+    first.process.kill("SIGTERM"); // at once: most answers are still on their way into the store
+    assertEquals((await first.process.status).code, 0);
+    const second = await spawnBridge(upstream.url, "--enable-cache", "--cache-dir", dir.path);
+    const outcomes: string[] = [];
+    for (let n = 0; n < 30; n++) {
+      const response = await ask(second.url, n);
+      await response.arrayBuffer();
+      outcomes.push(response.headers.get("x-cache") ?? "none");
+    }
+    assertEquals(outcomes.filter((outcome) => outcome === "HIT-DISK").length, 30, outcomes.join(" "));
+    second.process.kill("SIGTERM");
+    await second.process.status;
+  } finally {
+    await upstream.close();
+  }
+});

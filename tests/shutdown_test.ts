@@ -66,7 +66,7 @@ signalTest(
   },
 );
 
-signalTest("a second signal exits at once", async () => {
+signalTest("a second signal more than a second after the first exits at once", async () => {
   const upstream = new FakeUpstream({ chunkDelayMs: 1000, chunkSize: 1 });
   const bridge = await spawnBridge(upstream.url);
   try {
@@ -76,6 +76,12 @@ signalTest("a second signal exits at once", async () => {
     const start = performance.now();
     bridge.process.kill("SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, 100));
+    bridge.process.kill("SIGINT"); // within a second: the same request, ignored
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assertEquals(
+      await Promise.race([bridge.process.status.then(() => "exited"), Promise.resolve("running")]),
+      "running",
+    );
     bridge.process.kill("SIGINT");
     const status = await bridge.process.status;
     assertEquals(status.code, 1);
@@ -96,3 +102,60 @@ Deno.test("/ready answers 503 while draining; /health stays 200", async () => {
   assertEquals(await ready.json(), { status: "draining" });
   assertEquals((await t.running.bridge.app.request("/health")).status, 200);
 });
+
+/**
+ * Under `deno task start`, a signal to the process group (a terminal's Ctrl-C: SIGINT; systemd's control-group
+ * kill: SIGTERM) reaches the task runner and the bridge at once, and the runner passes it on: the bridge gets
+ * it twice. It must drain, not exit at once.
+ */
+async function groupSignalDrains(signal: "SIGINT" | "SIGTERM"): Promise<void> {
+  const upstream = new FakeUpstream({ chunkDelayMs: 200, chunkSize: 8 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  // setsid: the task runner and the bridge in a process group of their own, as a terminal would have them.
+  const task = new Deno.Command("setsid", {
+    args: [Deno.execPath(), "task", "start", "-l", `127.0.0.1:${port}`, "-o", upstream.url],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  const decoder = new TextDecoder();
+  task.stdout.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
+  task.stderr.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
+  try {
+    await waitFor(() => output.includes("listening on"), {
+      timeout: 20_000,
+      message: "the bridge started",
+    });
+    const response = await startStream(`http://127.0.0.1:${port}`);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await new Deno.Command("kill", { args: [`-${signal.slice(3)}`, "--", `-${task.pid}`] }).output();
+    let text = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      text += decoder.decode(chunk.value);
+    }
+    assert(text.endsWith("data: [DONE]\n\n"), `the stream finished normally: ${text.slice(-200)}`);
+    const status = await task.status;
+    assertEquals(status.code, 0, output);
+    assert(!output.includes("exiting now"), output);
+    assertMatch(output, new RegExp(`${signal}: draining`));
+  } finally {
+    try {
+      task.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await upstream.close();
+  }
+}
+
+signalTest(
+  "Ctrl-C to the process group under deno task start drains gracefully",
+  () => groupSignalDrains("SIGINT"),
+);
+signalTest(
+  "SIGTERM to the process group under deno task start drains gracefully",
+  () => groupSignalDrains("SIGTERM"),
+);

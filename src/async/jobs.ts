@@ -72,6 +72,8 @@ export type Submission =
 
 export class AsyncJobs {
   readonly #running = new Set<string>();
+  /** Jobs under way in this process, for a graceful close. */
+  readonly #runs = new Set<Promise<void>>();
   /** Jobs sent upstream at once: `--async-concurrency`. */
   readonly #slots: Semaphore;
   /** Failed jobs' answers, each delivered once to the next poll of the same job; bounded and short-lived. */
@@ -88,7 +90,11 @@ export class AsyncJobs {
     private readonly log: Logger,
   ) {
     this.#slots = new Semaphore(settings.concurrency);
-    this.#listening = kv.listenQueue((message) => this.#run(message as QueueMessage));
+    this.#listening = kv.listenQueue((message) => {
+      const run = this.#run(message as QueueMessage);
+      this.#runs.add(run);
+      return run.finally(() => this.#runs.delete(run));
+    });
   }
 
   static async open(
@@ -146,8 +152,18 @@ export class AsyncJobs {
     return { kind: "waiting" };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops taking jobs and closes the store once the jobs under way have written what they have (at most
+   * `withinMs`); a job still waiting for its upstream then stays pending and runs again at the next start.
+   */
+  async close(withinMs = 5000): Promise<void> {
     this.#closed = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#runs]),
+      new Promise((resolve) => timer = setTimeout(resolve, withinMs)),
+    ]);
+    clearTimeout(timer);
     this.kv.close();
     await this.#listening.catch(() => {});
   }

@@ -88,6 +88,11 @@ export class DiskTier {
     return new DiskTier(kv, await storedCount(kv), options, dropped);
   }
 
+  /** Resolves once the trims and sweeps under way are done. */
+  idle(): Promise<void> {
+    return this.#trimming.catch(() => {});
+  }
+
   get count(): number {
     return this.#count;
   }

@@ -138,6 +138,8 @@ export class Flight {
 /** The flights in progress, by cache key. */
 export class Flights {
   readonly #running = new Map<string, Flight>();
+  /** Flights not yet settled (their answer may still be on its way into the store). */
+  readonly #settling = new Set<Promise<void>>();
 
   get(key: string): Flight | undefined {
     return this.#running.get(key);
@@ -154,11 +156,20 @@ export class Flights {
   ): Flight {
     const flight = new Flight(send);
     this.#running.set(key, flight);
-    flight.finished
+    const settling: Promise<void> = flight.finished
       .then((complete) => settle(flight, complete))
       // A refresh may have started a newer flight for the key meanwhile: leave that one in place.
-      .finally(() => this.#running.get(key) === flight && this.#running.delete(key));
+      .finally(() => {
+        if (this.#running.get(key) === flight) this.#running.delete(key);
+        this.#settling.delete(settling);
+      });
+    this.#settling.add(settling);
     return flight;
+  }
+
+  /** Resolves once every flight started so far has settled (its answer stored, or not). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#settling]);
   }
 
   get size(): number {

@@ -126,10 +126,16 @@ export class CacheService {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes the store once the answers on their way into it are written (a graceful stop must not lose the
+   * answers it just served), waiting at most `withinMs`.
+   */
+  async close(withinMs = 5000): Promise<void> {
     clearInterval(this.#sweeper);
-    // Let stores of answers that just completed finish before the store closes.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const written = Promise.allSettled([this.flights.settled(), this.tiers.disk.idle()]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([written, new Promise((resolve) => timer = setTimeout(resolve, withinMs))]);
+    clearTimeout(timer);
     this.kv.close();
   }
 

@@ -91,6 +91,12 @@ export class BridgeMetrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly listenerRestarts = new Counter({
+    name: "bridge_listener_restarts_total",
+    help:
+      "Times the listener stopped accepting (descriptors ran out under a connection flood) and listened again.",
+    registers: [this.registry],
+  });
   readonly inFlight = new Gauge({
     name: "bridge_http_requests_in_flight",
     help: "Requests being answered now.",

@@ -34,7 +34,7 @@ export interface Bridge {
   /** Re-reads the key files (SIGHUP); requests in flight are not affected. */
   reloadKeys(): Promise<void>;
   /** Releases what the bridge holds open (stores, workers); the server must be stopped first. */
-  close(): Promise<void>;
+  close(withinMs?: number): Promise<void>;
 }
 
 export interface BridgeDependencies {
@@ -149,11 +149,12 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       access?.replace(fresh.accessKeys);
       log.info("keys reloaded", { upstream_keys: keyPool?.size ?? 0, access_keys: fresh.accessKeys.length });
     },
-    async close() {
+    async close(withinMs = 5000) {
       luaPool?.close();
-      await jobs?.close();
+      const started = performance.now();
+      await jobs?.close(withinMs);
       transport.close();
-      await cache?.close();
+      await cache?.close(Math.max(0, withinMs - (performance.now() - started)));
     },
   };
 }
