@@ -1,6 +1,6 @@
 /** Single flight on its own: one call, late joiners replayed then live, leaving, failures reaching everyone. */
 import { asBridgeError, UpstreamTimeout, UpstreamUnreachable } from "../src/core/errors.ts";
-import { Flight, Flights } from "../src/cache/flight.ts";
+import { FellBehind, Flight, Flights } from "../src/cache/flight.ts";
 import type { UpstreamExchange } from "../src/upstream/client.ts";
 import { assert, assertEquals, assertRejects, waitFor } from "./assert.ts";
 
@@ -105,4 +105,61 @@ Deno.test("flights: joinable until settled, then gone; settle sees whether the a
   assertEquals(await reading, "x");
   await waitFor(() => flights.size === 0, { message: "the flight left the map" });
   assertEquals(settled, true);
+});
+
+/** An upstream body of `chunks` chunks of `size` bytes, produced only when read; counts what was read. */
+function endlessExchange(chunks: number, size: number) {
+  const state = { produced: 0, cancelled: false };
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (state.produced === chunks) return controller.close();
+      state.produced++;
+      controller.enqueue(new Uint8Array(size));
+    },
+    cancel: () => void (state.cancelled = true),
+  }, { highWaterMark: 0 });
+  const exchange: UpstreamExchange = {
+    response: new Response(body, { headers: { "content-type": "text/event-stream" } }),
+    failure: (error) => asBridgeError(error),
+    release: () => {},
+  };
+  return { exchange, state };
+}
+
+Deno.test("flight: the upstream is read only as fast as the subscriber ahead reads (backpressure)", async () => {
+  const upstream = endlessExchange(1000, 1024);
+  const flight = new Flight(() => Promise.resolve(upstream.exchange));
+  const reader = flight.subscribe().body().getReader();
+  for (let i = 0; i < 3; i++) await reader.read();
+  await new Promise((resolve) => setTimeout(resolve, 50)); // a paused client
+  assert(upstream.state.produced <= 4, `read ${upstream.state.produced} chunks for 3 delivered`);
+  await reader.cancel();
+  await waitFor(() => upstream.state.cancelled, { message: "the upstream was cancelled" });
+});
+
+Deno.test("flight: past the record limit it stops recording, takes no new joiners, and drops a follower far behind", async () => {
+  const flights = new Flights({ maxRecordBytes: 64 * 1024, maxLagBytes: 64 * 1024 });
+  const upstream = endlessExchange(1000, 1024); // ~1 MiB, far over the limit
+  let stored: boolean | undefined;
+  const flight = flights.start("big", () => Promise.resolve(upstream.exchange), (done, complete) => {
+    stored = complete && done.storable;
+    return Promise.resolve();
+  });
+  const leader = flight.subscribe().body().getReader();
+  const follower = flight.subscribe().body().getReader(); // joins, then never reads
+  let read = 0;
+  for (;;) {
+    const { done, value } = await leader.read();
+    if (done) break;
+    read += value.length;
+    if (read === 128 * 1024) {
+      assertEquals(flights.get("big"), undefined, "no new joiners once too big to store");
+    }
+  }
+  assertEquals(read, 1000 * 1024, "the leader got the whole answer, never waiting for the follower");
+  await assertRejects(() => follower.read(), (error) => assert(error instanceof FellBehind));
+  assertEquals(flight.storable, false);
+  assertEquals(flight.recorded.length <= 64 * 1024 + 1024, true, "what is held stays under the lag limit");
+  await waitFor(() => stored !== undefined);
+  assertEquals(stored, false);
 });

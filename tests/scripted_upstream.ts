@@ -24,6 +24,8 @@ export type Reply = string | Uint8Array | {
   later?: { afterMs: number; bytes: string | Uint8Array };
   /** Never answer (the connection stays open until the test ends). */
   hang?: boolean;
+  /** Told how many bytes each write put on the wire. */
+  onWrite?: (bytes: number) => void;
 };
 
 export type Script = (request: Received, index: number) => Reply | Promise<Reply>;
@@ -123,7 +125,12 @@ export class ScriptedUpstream implements AsyncDisposable {
       const reply = await this.script(request, this.received.length - 1);
       const plan = typeof reply === "string" || reply instanceof Uint8Array ? { write: [reply] } : reply;
       for (const part of plan.write ?? []) {
-        await conn.write(typeof part === "string" ? encoder.encode(part) : part);
+        const bytes = typeof part === "string" ? encoder.encode(part) : part;
+        for (let offset = 0; offset < bytes.length;) {
+          const n = await conn.write(bytes.subarray(offset));
+          offset += n;
+          plan.onWrite?.(n);
+        }
       }
       if (plan.later) {
         const { afterMs, bytes } = plan.later;

@@ -37,7 +37,7 @@ export function cacheControl(headers: Headers): CacheControl {
 }
 
 export class CacheService {
-  readonly flights = new Flights();
+  readonly flights = new Flights({ maxRecordBytes: MAX_STORED_BYTES });
   readonly #sweeper: ReturnType<typeof setInterval>;
 
   private constructor(
@@ -147,7 +147,7 @@ export class CacheService {
     if (!complete || control.noStore) return;
     const head = await flight.head;
     const body = flight.recorded;
-    if (head.status < 200 || head.status >= 300 || body.length > MAX_STORED_BYTES) return;
+    if (head.status < 200 || head.status >= 300 || !flight.storable || body.length > MAX_STORED_BYTES) return;
     // A body that ended with the connection may be cut short even if what arrived parses: never stored.
     if (head.closeFramed) return this.metrics.closeFramedAnswers.inc();
     if (!isCompleteAnswer(head.format, body)) return;

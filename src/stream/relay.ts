@@ -39,15 +39,10 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
   /** The last chunk passed on: where a failure's error event has to start from. */
   let tail: Uint8Array = new Uint8Array(0);
   let ended = false;
-  let removeStop = () => {};
-  const stopped = options.stop
-    ? new Promise<"stop">((resolve) => removeStop = options.stop!.onAbort(() => resolve("stop")))
-    : undefined;
 
   function end(outcome: RelayOutcome, error?: BridgeError): void {
     if (ended) return;
     ended = true;
-    removeStop();
     options.onEnd(outcome, error);
   }
 
@@ -62,19 +57,29 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
     }
   }
 
-  async function next(): Promise<Step> {
-    pending ??= reader.read();
-    const racers: Promise<Step>[] = [pending];
-    let timer: Timer | undefined;
-    if (stopped) racers.push(stopped);
-    if (keepaliveMs > 0) {
-      racers.push(new Promise((resolve) => timer = schedule(keepaliveMs, () => resolve("keepalive"))));
-    }
-    try {
-      return racers.length === 1 ? await pending : await Promise.race(racers);
-    } finally {
-      timer?.cancel();
-    }
+  /**
+   * The next chunk, or a keep-alive tick, or the stop. Not Promise.race against a promise that lives as long as
+   * the stream: every race would leave a reaction on it holding that call's result (a chunk) until the stream
+   * ends — a whole answer kept in memory. Each wait here removes its own timer and stop listener.
+   */
+  function next(): Promise<Step> {
+    const read = pending ??= reader.read();
+    if (!options.stop && keepaliveMs <= 0) return read;
+    if (options.stop?.aborted) return Promise.resolve("stop");
+    return new Promise<Step>((resolve, reject) => {
+      let timer: Timer | undefined;
+      const removeStop = options.stop?.onAbort(() => settle(() => resolve("stop")));
+      let settled = false;
+      const settle = (action: () => void) => {
+        if (settled) return;
+        settled = true;
+        timer?.cancel();
+        removeStop?.();
+        action();
+      };
+      if (keepaliveMs > 0) timer = schedule(keepaliveMs, () => settle(() => resolve("keepalive")));
+      read.then((step) => settle(() => resolve(step)), (error) => settle(() => reject(error)));
+    });
   }
 
   /** Passes a chunk on, keeping the first-chunk metric, the byte count and the tail for an error event. */
