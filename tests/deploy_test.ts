@@ -45,6 +45,7 @@ Deno.test("every flag and BRIDGE_* variable the deployment files use exists", as
           "--unstable-no-legacy-abort",
           "--output",
           "--include",
+          "--ulimit",
         ].includes(flag)
       ) continue;
       assert(
