@@ -114,39 +114,44 @@ export async function spawnBridge(
 ): Promise<Child> {
   const env = typeof first === "string" ? undefined : first.env;
   const [upstream, ...flags] = typeof first === "string" ? [first, ...rest] : rest;
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      "main.ts",
-      "-l",
-      `127.0.0.1:${port}`,
-      "-o",
-      upstream,
-      ...flags,
-    ],
+  const port = freePort();
+  const args = ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"];
+  return await startProcess(Deno.execPath(), [...args, "-l", `127.0.0.1:${port}`, "-o", upstream, ...flags], {
     env,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+    port,
+  });
+}
+
+/**
+ * Starts `command` (a bridge, or a wrapper around one: `sh -c "ulimit …"`, `setsid deno task start …`) with
+ * its output captured, and waits for the bridge's "listening on" line.
+ */
+export async function startProcess(
+  command: string,
+  args: string[],
+  { env, port }: { env?: Record<string, string>; port: number },
+): Promise<Child> {
+  const process = new Deno.Command(command, { args, env, stdout: "piped", stderr: "piped" }).spawn();
   let text = "";
   const decoder = new TextDecoder();
   process.stdout.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
   process.stderr.pipeTo(new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk)) }));
   await waitFor(() => text.includes("listening on"), {
-    timeout: 15_000,
+    timeout: 20_000,
     interval: 25,
     message: "the bridge's 'listening on' line",
   }).catch(() => {
     throw new Error(`bridge did not start: ${text}`);
   });
   return { url: `http://127.0.0.1:${port}`, process, output: () => text };
+}
+
+/** A free loopback port (bound and released at once). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }
 
 /** A test that sends POSIX signals to a child process: skipped on Windows, which has none to send. */

@@ -5,36 +5,23 @@
  */
 import { assert, assertEquals, assertMatch, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
-import { signalTest } from "./harness.ts";
+import { freePort, signalTest, startProcess } from "./harness.ts";
 
 signalTest(
   "a flood of idle connections past the open-file limit: the bridge survives and serves again",
   async () => {
     const upstream = new FakeUpstream({ chunkDelayMs: 100, chunkSize: 4 });
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    listener.close();
+    const port = freePort();
     const deno = Deno.execPath();
-    const process = new Deno.Command("sh", {
-      args: [
-        "-c",
-        `ulimit -n 256 && exec "${deno}" run --allow-net --allow-env --allow-read --allow-write main.ts ` +
-        `-l 127.0.0.1:${port} -o ${upstream.url}`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let output = "";
-    const decoder = new TextDecoder();
-    process.stdout.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
-    process.stderr.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
+    const bridge = await startProcess("sh", [
+      "-c",
+      `ulimit -n 256 && exec "${deno}" run --allow-net --allow-env --allow-read --allow-write main.ts ` +
+      `-l 127.0.0.1:${port} -o ${upstream.url}`,
+    ], { port });
+    const output = () => bridge.output();
     const url = `http://127.0.0.1:${port}`;
     const flood: Deno.Conn[] = [];
     try {
-      await waitFor(() => output.includes("listening on"), {
-        timeout: 15_000,
-        message: "the bridge started",
-      });
       // A stream in flight before and during the flood.
       const stream = await fetch(`${url}/v1/chat/completions`, {
         method: "POST",
@@ -48,7 +35,7 @@ signalTest(
           break; // the backlog is full: the flood has done what it can
         }
       }
-      await waitFor(() => output.includes("listener stopped accepting"), {
+      await waitFor(() => output().includes("listener stopped accepting"), {
         timeout: 10_000,
         message: "the bridge noticed the descriptors ran out",
       });
@@ -73,19 +60,19 @@ signalTest(
       const metrics = await (await fetch(`${url}/metrics`)).text();
       assertMatch(metrics, /bridge_listener_restarts_total [1-9]/);
       assertEquals(
-        output.match(/listener stopped accepting/g)?.length,
+        output().match(/listener stopped accepting/g)?.length,
         1,
         "one warning, not one per attempt",
       );
-      assert(!/Uncaught|panicked/.test(output), output);
+      assert(!/Uncaught|panicked/.test(output()), output());
     } finally {
       for (const conn of flood) {
         conn.close();
       }
-      process.kill("SIGTERM");
-      const status = await process.status;
+      bridge.process.kill("SIGTERM");
+      const status = await bridge.process.status;
       await upstream.close();
-      assertEquals(status.code, 0, output);
+      assertEquals(status.code, 0, output());
     }
   },
 );

@@ -1,7 +1,7 @@
 /** Graceful shutdown of the real program: signals, drain, the drain deadline. */
 import { assert, assertEquals, assertMatch, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
-import { signalTest, spawnBridge, startTestBridge } from "./harness.ts";
+import { freePort, signalTest, spawnBridge, startProcess, startTestBridge } from "./harness.ts";
 
 function startStream(url: string): Promise<Response> {
   return fetch(`${url}/v1/chat/completions`, {
@@ -110,40 +110,35 @@ Deno.test("/ready answers 503 while draining; /health stays 200", async () => {
  */
 async function groupSignalDrains(signal: "SIGINT" | "SIGTERM"): Promise<void> {
   const upstream = new FakeUpstream({ chunkDelayMs: 200, chunkSize: 8 });
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
+  const port = freePort();
   // setsid: the task runner and the bridge in a process group of their own, as a terminal would have them.
-  const task = new Deno.Command("setsid", {
-    args: [Deno.execPath(), "task", "start", "-l", `127.0.0.1:${port}`, "-o", upstream.url],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  const decoder = new TextDecoder();
-  task.stdout.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
-  task.stderr.pipeTo(new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }));
+  const task = await startProcess("setsid", [
+    Deno.execPath(),
+    "task",
+    "start",
+    "-l",
+    `127.0.0.1:${port}`,
+    "-o",
+    upstream.url,
+  ], { port });
+  const output = () => task.output();
   try {
-    await waitFor(() => output.includes("listening on"), {
-      timeout: 20_000,
-      message: "the bridge started",
-    });
     const response = await startStream(`http://127.0.0.1:${port}`);
     const reader = response.body!.getReader();
     await reader.read();
-    await new Deno.Command("kill", { args: [`-${signal.slice(3)}`, "--", `-${task.pid}`] }).output();
+    await new Deno.Command("kill", { args: [`-${signal.slice(3)}`, "--", `-${task.process.pid}`] }).output();
     let text = "";
     for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-      text += decoder.decode(chunk.value);
+      text += new TextDecoder().decode(chunk.value);
     }
     assert(text.endsWith("data: [DONE]\n\n"), `the stream finished normally: ${text.slice(-200)}`);
-    const status = await task.status;
-    assertEquals(status.code, 0, output);
-    assert(!output.includes("exiting now"), output);
-    assertMatch(output, new RegExp(`${signal}: draining`));
+    const status = await task.process.status;
+    assertEquals(status.code, 0, output());
+    assert(!output().includes("exiting now"), output());
+    assertMatch(output(), new RegExp(`${signal}: draining`));
   } finally {
     try {
-      task.kill("SIGKILL");
+      task.process.kill("SIGKILL");
     } catch {
       // already gone
     }

@@ -12,6 +12,7 @@ const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
 /** The normalized path, or an InvalidRequest (400) for one the bridge refuses to forward. */
 export function normalizePath(raw: string): string {
   if (!raw.startsWith("/")) throw refused("it does not start with '/'");
+  // deno-lint-ignore no-control-regex
   if (/[\\\x00-\x20\x7f]|%5c/i.test(raw)) {
     throw refused("it holds a backslash, a space or a control character");
   }
