@@ -1,7 +1,15 @@
 /**
- * Every error the bridge itself answers with is one of these typed errors; `app.onError` turns them into
- * OpenAI's error JSON shape `{"error":{"message","type","code"}}` in one place.
+ * Every error the bridge itself answers with is one of these typed errors; `app.onError` turns them into the
+ * error shape of the API the path belongs to, in one place: Ollama's `{"error":"message"}` on /api/*, OpenAI's
+ * `{"error":{"message","type","code","param"}}` everywhere else.
  */
+
+/** Which API's error shape a path's errors take. */
+export type ErrorShape = "openai" | "ollama";
+
+export function errorShapeOf(path: string): ErrorShape {
+  return path === "/api" || path.startsWith("/api/") ? "ollama" : "openai";
+}
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; code: string; param: null };
@@ -24,8 +32,13 @@ export class BridgeError extends Error {
     return { error: { message: this.message, type: this.type, code: this.code, param: null } };
   }
 
-  toResponse(): Response {
-    return new Response(JSON.stringify(this), {
+  /** The body in `shape`: Ollama's clients read `error` as a string and show "[object Object]" otherwise. */
+  body(shape: ErrorShape): string {
+    return shape === "ollama" ? JSON.stringify({ error: this.message }) : JSON.stringify(this);
+  }
+
+  toResponse(shape: ErrorShape = "openai"): Response {
+    return new Response(this.body(shape), {
       status: this.status,
       headers: { "content-type": "application/json", ...this.headers },
     });

@@ -13,7 +13,7 @@ import { loadKeys } from "../upstream/key_loading.ts";
 import { AccessKeys, KeyPool, presentedKey } from "../upstream/keys.ts";
 import { monotonicClock } from "../core/time.ts";
 import type { Config } from "../config/index.ts";
-import { asBridgeError, NotFound } from "../core/errors.ts";
+import { asBridgeError, errorShapeOf, NotFound } from "../core/errors.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "../observe/log.ts";
 import { BridgeMetrics } from "../observe/metrics.ts";
@@ -124,7 +124,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     jobs,
   });
   app.all("*", ...(steps as [MiddlewareHandler]), proxy);
-  app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse());
+  app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse(errorShapeOf(c.req.path)));
   app.onError((error, c) => {
     const bridgeError = asBridgeError(error);
     if (bridgeError.status >= 500) {
@@ -134,7 +134,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
         error: bridgeError.message,
       });
     }
-    return bridgeError.toResponse();
+    return bridgeError.toResponse(errorShapeOf(c.req.path));
   });
 
   return {
