@@ -18,6 +18,12 @@ export interface ThinkFilterOptions {
   tags?: readonly string[];
   /** The answer may start inside a block opened by the prompt template (R1-distill). @default false */
   implicitOpen?: boolean;
+  /**
+   * JSON mode: only a block that opens the answer (before its first non-space character) is removed; from that
+   * character on, the text is the answer byte for byte, tags and all (a JSON string may hold `<think>`).
+   * @default false
+   */
+  openingOnly?: boolean;
 }
 
 /** What one step of the filter lets through. */
@@ -46,6 +52,7 @@ export class ThinkFilter {
   #ticks = 0;
   /** Implicit mode: how much of the held text has been searched for tags already. */
   #searched = 0;
+  readonly #openingOnly: boolean;
   blocksRemoved = 0;
 
   constructor(options: ThinkFilterOptions = {}) {
@@ -54,6 +61,7 @@ export class ThinkFilter {
     this.#closes = tags.map((tag) => `</${tag}>`);
     this.#longest = Math.max(...this.#closes.map((tag) => tag.length));
     this.#mode = options.implicitOpen ? "implicit" : "text";
+    this.#openingOnly = options.openingOnly ?? false;
   }
 
   /** Whether text is being held until a tag or the end decides it (implicit mode, undecided). */
@@ -135,6 +143,10 @@ export class ThinkFilter {
         this.#searched = this.#held.length;
         return;
       }
+      if (this.#openingOnly && this.#visible) {
+        out.content += text.slice(i);
+        return;
+      }
       i = this.#scanText(text, i, out);
     }
   }
@@ -154,6 +166,7 @@ export class ThinkFilter {
       if (char === 10 /* \n */) this.#inline = false;
       if (char !== 60 /* < */) {
         if (char > 32) started = true;
+        if (started && this.#openingOnly) break; // the answer began: the rest is text as it is
         continue;
       }
       if (started && (this.#fence || this.#inline)) continue;
@@ -165,7 +178,7 @@ export class ThinkFilter {
         return j + this.#opens[open].length;
       }
       const close = this.#closes.find((tag) => text.startsWith(tag, j));
-      if (close) {
+      if (close && !(this.#openingOnly && started)) {
         // A stray closing tag: drop the tag itself; what came before has been shown already.
         this.#visibleText(text.slice(i, j), out);
         return j + close.length;
@@ -175,6 +188,7 @@ export class ThinkFilter {
         this.#held = text.slice(j);
         return text.length;
       }
+      if (this.#openingOnly) break; // a `<` that opens no block begins the answer
     }
     this.#visibleText(text.slice(i), out);
     return text.length;

@@ -85,20 +85,38 @@ const DIALECTS: Partial<Record<EndpointKind, Dialect>> = {
   "ollama-generate": ollama("response"),
 };
 
-/** The think filter for an answer of this endpoint and model, or undefined where it does not apply. */
+/**
+ * Whether the request asks for JSON output: OpenAI's `response_format` `json_object` / `json_schema` (what the
+ * AI SDK's generateObject sends), Ollama's `format: "json"` or a schema object. Then only a think block that
+ * opens the answer is removed: text inside the JSON is content, byte for byte.
+ */
+export function jsonMode(request: Readonly<Json> | undefined): boolean {
+  const responseFormat = request?.response_format as Json | undefined;
+  if (responseFormat && typeof responseFormat === "object") {
+    return responseFormat.type === "json_object" || responseFormat.type === "json_schema";
+  }
+  const format = request?.format;
+  return format === "json" || (typeof format === "object" && format !== null);
+}
+
+/** The think filter for an answer to this request, or undefined where it does not apply. */
 export function answerFilter(
   kind: EndpointKind | undefined,
-  model: unknown,
+  request: Readonly<Json> | undefined,
   settings: ThinkSettings,
 ): AnswerFilter | undefined {
   const dialect = kind ? DIALECTS[kind] : undefined;
   if (!dialect) return undefined;
+  const model = request?.model;
   const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
+  const openingOnly = jsonMode(request);
   const filters = new Map<number, ThinkFilter>();
   const ended = new Set<number>();
   const filterOf = (index: number) => {
     let filter = filters.get(index);
-    if (!filter) filters.set(index, filter = new ThinkFilter({ tags: settings.tags, implicitOpen }));
+    if (!filter) {
+      filters.set(index, filter = new ThinkFilter({ tags: settings.tags, implicitOpen, openingOnly }));
+    }
     return filter;
   };
   const keepReasoning = settings.mode === "field";

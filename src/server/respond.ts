@@ -52,7 +52,7 @@ export async function respond(
     return delivered(await finish(new Response(null, { status, headers }), EMPTY, options), { bytes: 0 });
   }
   const filter = status >= 200 && status < 300 && options.think
-    ? answerFilter(request.kind, request.json?.model, options.think)
+    ? answerFilter(request.kind, request.json, options.think)
     : undefined;
   const countBlocks = () => filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
 
