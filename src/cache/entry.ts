@@ -22,8 +22,12 @@ export interface CachedAnswer {
 
 type Head = Omit<CachedAnswer, "body">;
 
-/** Response headers that describe one delivery, not the answer, and are not stored. */
-const UNSTORED_HEADERS = new Set(["date", "age", "x-cache", "set-cookie"]);
+/**
+ * The upstream headers a stored answer keeps, and so every replay carries: what describes the answer itself.
+ * Per-request ones (`x-request-id`, `x-ratelimit-*`, `openai-processing-ms`, `date`, `set-cookie`) describe one
+ * delivery and are never replayed to another request.
+ */
+const STORED_HEADERS = new Set(["content-type", "content-language"]);
 
 /** An answer to store, as received, kept for `ttlMs` from now. */
 export function storedAnswer(
@@ -34,7 +38,7 @@ export function storedAnswer(
   ttlMs: number,
 ): CachedAnswer {
   const headers: [string, string][] = [];
-  responseHeaders.forEach((value, name) => UNSTORED_HEADERS.has(name) || headers.push([name, value]));
+  responseHeaders.forEach((value, name) => STORED_HEADERS.has(name) && headers.push([name, value]));
   const now = Date.now();
   return {
     status,

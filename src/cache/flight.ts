@@ -81,6 +81,7 @@ export class Flight {
   #reading = false;
   readonly #maxRecordBytes: number;
   readonly #maxLagBytes: number;
+  #head?: FlightHead;
   #resolveHead!: (head: FlightHead) => void;
   #rejectHead!: (error: BridgeError) => void;
   #finish!: (complete: boolean) => void;
@@ -101,6 +102,12 @@ export class Flight {
   /** Whether the whole answer was recorded (so it may be stored). */
   get storable(): boolean {
     return this.#recording;
+  }
+
+  /** Its head and whole answer, once all of it arrived and was recorded (it may still be on its way to the store). */
+  get answered(): { head: FlightHead; body: Uint8Array<ArrayBuffer> } | undefined {
+    if (this.#state !== "complete" || !this.#recording || !this.#head) return undefined;
+    return { head: this.#head, body: this.recorded };
   }
 
   /** The recorded answer (whole once `finished` resolved true, if `storable`). */
@@ -161,12 +168,13 @@ export class Flight {
     }
     this.#exchange = exchange;
     const { response } = exchange;
-    this.#resolveHead({
+    this.#head = {
       status: response.status,
       headers: response.headers,
       format: streamFormat(response.headers.get("content-type")),
       closeFramed: exchange.closeFramed,
-    });
+    };
+    this.#resolveHead(this.#head);
     if (this.#state !== "running") { // everyone left before the answer began
       response.body?.cancel(new ClientClosed()).catch(() => {});
       return exchange.release();

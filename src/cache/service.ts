@@ -14,7 +14,7 @@ import { monotonicClock } from "../core/time.ts";
 import { DiskTier } from "./disk.ts";
 import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
-import { type Flight, Flights } from "./flight.ts";
+import { type Flight, type FlightHead, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
 import { HotPromotion } from "./promotion.ts";
@@ -38,6 +38,8 @@ export function cacheControl(headers: Headers): CacheControl {
 
 export class CacheService {
   readonly flights = new Flights({ maxRecordBytes: MAX_STORED_BYTES });
+  /** Flights whose leader asked `no-store`: their answer is not served to anyone else once complete. */
+  readonly #unstored = new WeakSet<Flight>();
   readonly #sweeper: ReturnType<typeof setInterval>;
 
   private constructor(
@@ -96,6 +98,13 @@ export class CacheService {
     // An answer already on its way is the freshest there is (it may be a refresh that will replace the stored
     // one), so join it before looking in the tiers. A refresh (no-cache) makes its own call.
     let flight = control.noCache ? undefined : this.flights.get(key);
+    // A flight whose whole answer arrived is over: a request now is a hit on that answer (it is in memory, on
+    // its way to the store), not one that joined a flight in progress.
+    const answered = flight && !this.#unstored.has(flight) ? flight.answered : undefined;
+    if (answered && this.#storable(answered.head, answered.body)) {
+      this.#count("HIT-MEMORY");
+      return replay(this.#toStore(answered.head, answered.body), "HIT-MEMORY");
+    }
     if (!flight && !control.noCache) {
       const hit = await this.tiers.lookup(key);
       if (hit) {
@@ -107,8 +116,10 @@ export class CacheService {
     }
     const outcome: CacheOutcome = flight ? "COALESCED" : "MISS";
     if (flight) this.metrics.coalesced.inc();
-    else {flight = this.flights.start(key, send, (done, complete) =>
-        this.#store(key, done, complete, control));}
+    else {
+      flight = this.flights.start(key, send, (done, complete) => this.#store(key, done, complete, control));
+      if (control.noStore) this.#unstored.add(flight);
+    }
     this.#count(outcome);
     const view = flight.subscribe();
     const head = await view.head;
@@ -144,18 +155,25 @@ export class CacheService {
   }
 
   async #store(key: string, flight: Flight, complete: boolean, control: CacheControl): Promise<void> {
-    if (!complete || control.noStore) return;
+    if (!complete || control.noStore || !flight.storable) return;
     const head = await flight.head;
     const body = flight.recorded;
-    if (head.status < 200 || head.status >= 300 || !flight.storable || body.length > MAX_STORED_BYTES) return;
-    // A body that ended with the connection may be cut short even if what arrived parses: never stored.
-    if (head.closeFramed) return this.metrics.closeFramedAnswers.inc();
-    if (!isCompleteAnswer(head.format, body)) return;
-    await this.tiers.store(
-      key,
-      storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs),
-    );
+    if (head.closeFramed && head.status < 300) this.metrics.closeFramedAnswers.inc();
+    if (!this.#storable(head, body)) return;
+    await this.tiers.store(key, this.#toStore(head, body));
   }
+
+  /** Whether a whole answer may be stored (and served again): 2xx, within bounds, framed, complete. */
+  #storable(head: FlightHead, body: Uint8Array): boolean {
+    if (head.status < 200 || head.status >= 300 || body.length > MAX_STORED_BYTES) return false;
+    // A body that ended with the connection may be cut short even if what arrived parses: never stored.
+    return !head.closeFramed && isCompleteAnswer(head.format, body);
+  }
+
+  #toStore(head: FlightHead, body: Uint8Array<ArrayBuffer>): CachedAnswer {
+    return storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs);
+  }
+
 }
 
 /**
