@@ -130,6 +130,7 @@ export class CacheService {
       headers,
       format: head.format,
       body: view.body(),
+      closeFramed: head.closeFramed,
       cache: outcome,
       upstreamStatus: head.status,
       failure: asBridgeError,

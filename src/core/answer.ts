@@ -24,6 +24,8 @@ export interface Answer {
   readonly complete?: Uint8Array<ArrayBuffer>;
   /** The cache's outcome, when the cache is on. */
   readonly cache?: CacheOutcome;
+  /** The body ends when the upstream closes the connection: a cut cannot be told from the end by framing. */
+  readonly closeFramed?: boolean;
   /** The upstream's status, when this request (or the flight it joined) called the upstream. */
   readonly upstreamStatus?: number;
   /** The error to show the client for a failure while reading the body. */

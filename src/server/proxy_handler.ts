@@ -59,6 +59,7 @@ function fromExchange(exchange: UpstreamExchange, cache?: CacheOutcome): Answer 
     format: streamFormat(response.headers.get("content-type")),
     body: response.body,
     complete: exchange.complete,
+    closeFramed: exchange.closeFramed,
     cache,
     upstreamStatus: response.status,
     failure: exchange.failure,

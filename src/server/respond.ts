@@ -9,6 +9,9 @@ import { answerFilter } from "../filter/think_answer.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
 import type { Delivery, Sent } from "./delivery.ts";
+import { UpstreamProtocolError } from "../core/errors.ts";
+import { schedule, type Timer } from "../core/time.ts";
+import { looksLikeSse } from "../stream/format.ts";
 import { relay } from "../stream/relay.ts";
 import { readWhole } from "../upstream/transport/decode.ts";
 import type { PluginHooks } from "../plugin/hooks.ts";
@@ -51,6 +54,10 @@ export async function respond(
     if (answer.body instanceof ReadableStream) answer.body.cancel().catch(() => {});
     return delivered(await finish(new Response(null, { status, headers }), EMPTY, options), { bytes: 0 });
   }
+  if (format === "sse" && answer.complete?.length && !looksLikeSse(answer.complete)) {
+    answer.release();
+    throw malformedSse(answer.complete);
+  }
   const filter = status >= 200 && status < 300 && options.think
     ? answerFilter(request.kind, request.json, options.think)
     : undefined;
@@ -90,12 +97,18 @@ export async function respond(
     headers.set("cache-control", "no-cache");
     headers.set("x-accel-buffering", "no");
   }
+  const reader = answer.body.getReader();
+  const firstRead = format === "sse"
+    ? (await checkedStart(reader, answer, options.keepaliveIntervalMs)).read
+    : undefined;
   const route = routeLabel(request.path);
   let bytes = 0;
   let resolveSent!: (sent: Sent) => void;
   const sent = new Promise<Sent>((resolve) => resolveSent = resolve);
-  const body = relay(answer.body, {
+  const body = relay(reader, {
     format,
+    firstRead,
+    requireFinalEvent: answer.closeFramed,
     map: filter && format ? filter.stream(format) : undefined,
     keepaliveMs: options.keepaliveIntervalMs,
     stop: options.lifecycle.deadline,
@@ -118,6 +131,37 @@ export async function respond(
 }
 
 const decoder = new TextDecoder();
+
+/**
+ * Looks at an event stream's first chunk before any header goes out (waiting at most `waitMs`, the keep-alive
+ * interval, so a model that is slow to start still gets its keep-alives): bytes that are not SSE (a JSON error
+ * or an HTML page sent as `text/event-stream`) are a 502 with a clear message, not an empty 200. Returns the
+ * read, for the relay to go on from.
+ */
+async function checkedStart(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  answer: Answer,
+  waitMs: number,
+): Promise<{ read: Promise<ReadableStreamReadResult<Uint8Array>> }> {
+  const read = reader.read();
+  let timer: Timer | undefined;
+  const first = await Promise.race([
+    read.then((step) => step, () => undefined),
+    ...(waitMs > 0 ? [new Promise<undefined>((resolve) => timer = schedule(waitMs, () => resolve(undefined)))] : []),
+  ]);
+  timer?.cancel();
+  if (first && !first.done && !looksLikeSse(first.value)) {
+    reader.cancel().catch(() => {});
+    answer.release();
+    throw malformedSse(first.value);
+  }
+  return { read };
+}
+
+function malformedSse(first: Uint8Array): UpstreamProtocolError {
+  const start = decoder.decode(first.subarray(0, 80)).replace(/\s+/g, " ");
+  return new UpstreamProtocolError(`its event stream is malformed: it starts with '${start}'`);
+}
 
 /** The last step: the plugin's response hook, if there is one (a stream's body is not shown to it). */
 function finish(

@@ -43,5 +43,38 @@ function endsWith(bytes: Uint8Array, text: string): boolean {
   return true;
 }
 
+const decoder = new TextDecoder();
+
+/**
+ * Whether the first bytes of an event stream look like one: its first line is a field (`data`, `event`, `id`,
+ * `retry`), a comment, or a blank line. A JSON error body or an HTML page sent as `text/event-stream` is not.
+ */
+export function looksLikeSse(first: Uint8Array): boolean {
+  const text = decoder.decode(first.subarray(0, 256)).replace(/^\uFEFF/, "").replace(/^[\r\n]+/, "");
+  if (!text) return true;
+  const line = text.split(/\r\n|\r|\n/, 1)[0];
+  const field = /^[^:]*/.exec(line)![0];
+  const complete = line.length < text.length || line.includes(":");
+  return ["data", "event", "id", "retry", ""].some((name) => complete ? field === name : name.startsWith(field));
+}
+
+/**
+ * Whether a stream's last bytes hold its final event: `data: [DONE]` or a Responses API terminal event (SSE), or
+ * a line with `"done": true` (NDJSON). Only asked of a stream framed by the connection closing, where the end of
+ * the bytes may be a cut.
+ */
+export function endsWithFinalEvent(format: StreamFormat, tail: string): boolean {
+  const text = tail.trimEnd();
+  if (format === "sse") {
+    return /(^|\n)data: ?\[DONE\]$/.test(text) || /"type":\s*"response\.(completed|failed|incomplete)"/.test(text);
+  }
+  const last = text.slice(text.lastIndexOf("\n") + 1);
+  try {
+    return JSON.parse(last).done === true;
+  } catch {
+    return false;
+  }
+}
+
 /** An SSE comment: ignored by every SSE parser, but keeps idle-timeouts of load balancers from firing. */
 export const KEEPALIVE_COMMENT: Uint8Array = encoder.encode(": keep-alive\n\n");

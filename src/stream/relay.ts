@@ -3,10 +3,10 @@
  * one: a stream that fails, times out or is stopped by a shutdown ends with an error event instead of a silent
  * cut; a client that goes away cancels the source (and so the upstream request).
  */
-import type { BridgeError } from "../core/errors.ts";
+import { type BridgeError, UpstreamProtocolError } from "../core/errors.ts";
 import { type Cancellation, schedule, type Timer } from "../core/time.ts";
 import type { ChunkMapper } from "./chunk_mapper.ts";
-import { errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
+import { endsWithFinalEvent, errorEvent, KEEPALIVE_COMMENT, type StreamFormat } from "./format.ts";
 
 export type RelayOutcome = "complete" | "failed" | "cancelled";
 
@@ -17,6 +17,13 @@ export interface RelayOptions {
   keepaliveMs?: number;
   /** Aborts when the stream must end now (shutdown deadline); its reason is sent as the error event. */
   stop?: Cancellation;
+  /** A read of the source already under way (respond() looked at the first chunk before the headers went). */
+  firstRead?: Promise<ReadableStreamReadResult<Uint8Array>>;
+  /**
+   * The source ends when the upstream closes the connection: a stream whose end lacks its final event was cut,
+   * and ends with an error event instead of looking finished.
+   */
+  requireFinalEvent?: boolean;
   /** Rewrites the chunks on their way (the think filter), in the relay itself: no extra stream stage. */
   map?: ChunkMapper;
   /** Maps a read error to the error the client is told about. */
@@ -31,10 +38,16 @@ export interface RelayOptions {
 
 type Step = ReadableStreamReadResult<Uint8Array> | "keepalive" | "stop";
 
-export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
-  const reader = source.getReader();
+export function relay(
+  source: ReadableStream<Uint8Array> | ReadableStreamDefaultReader<Uint8Array>,
+  options: RelayOptions,
+): ReadableStream<Uint8Array> {
+  const reader = source instanceof ReadableStream ? source.getReader() : source;
   const keepaliveMs = options.format === "sse" ? options.keepaliveMs ?? 0 : 0;
-  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined = options.firstRead;
+  /** With requireFinalEvent: the last bytes passed on, as text. */
+  let recent = "";
+  const tailDecoder = new TextDecoder();
   let started = false;
   /** The last chunk passed on: where a failure's error event has to start from. */
   let tail: Uint8Array = new Uint8Array(0);
@@ -90,6 +103,7 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
     }
     options.onChunk?.(chunk.byteLength);
     tail = chunk;
+    if (options.requireFinalEvent) recent = (recent + tailDecoder.decode(chunk, { stream: true })).slice(-1024);
     controller.enqueue(chunk);
   }
 
@@ -117,6 +131,12 @@ export function relay(source: ReadableStream<Uint8Array>, options: RelayOptions)
         }
         if (step.done) {
           if (chunk?.length) send(controller, chunk);
+          if (options.requireFinalEvent && options.format && !endsWithFinalEvent(options.format, recent)) {
+            return fail(
+              controller,
+              options.failure(new UpstreamProtocolError("the connection closed before the stream's final event")),
+            );
+          }
           end("complete");
           return controller.close();
         }
