@@ -174,7 +174,6 @@ export class CacheService {
   #toStore(head: FlightHead, body: Uint8Array<ArrayBuffer>): CachedAnswer {
     return storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs);
   }
-
 }
 
 /**

@@ -147,7 +147,9 @@ async function checkedStart(
   let timer: Timer | undefined;
   const first = await Promise.race([
     read.then((step) => step, () => undefined),
-    ...(waitMs > 0 ? [new Promise<undefined>((resolve) => timer = schedule(waitMs, () => resolve(undefined)))] : []),
+    ...(waitMs > 0
+      ? [new Promise<undefined>((resolve) => timer = schedule(waitMs, () => resolve(undefined)))]
+      : []),
   ]);
   timer?.cancel();
   if (first && !first.done && !looksLikeSse(first.value)) {

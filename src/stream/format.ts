@@ -55,7 +55,9 @@ export function looksLikeSse(first: Uint8Array): boolean {
   const line = text.split(/\r\n|\r|\n/, 1)[0];
   const field = /^[^:]*/.exec(line)![0];
   const complete = line.length < text.length || line.includes(":");
-  return ["data", "event", "id", "retry", ""].some((name) => complete ? field === name : name.startsWith(field));
+  return ["data", "event", "id", "retry", ""].some((name) =>
+    complete ? field === name : name.startsWith(field)
+  );
 }
 
 /**
@@ -66,7 +68,8 @@ export function looksLikeSse(first: Uint8Array): boolean {
 export function endsWithFinalEvent(format: StreamFormat, tail: string): boolean {
   const text = tail.trimEnd();
   if (format === "sse") {
-    return /(^|\n)data: ?\[DONE\]$/.test(text) || /"type":\s*"response\.(completed|failed|incomplete)"/.test(text);
+    return /(^|\n)data: ?\[DONE\]$/.test(text) ||
+      /"type":\s*"response\.(completed|failed|incomplete)"/.test(text);
   }
   const last = text.slice(text.lastIndexOf("\n") + 1);
   try {

@@ -103,7 +103,9 @@ export function relay(
     }
     options.onChunk?.(chunk.byteLength);
     tail = chunk;
-    if (options.requireFinalEvent) recent = (recent + tailDecoder.decode(chunk, { stream: true })).slice(-1024);
+    if (options.requireFinalEvent) {
+      recent = (recent + tailDecoder.decode(chunk, { stream: true })).slice(-1024);
+    }
     controller.enqueue(chunk);
   }
 
@@ -134,7 +136,9 @@ export function relay(
           if (options.requireFinalEvent && options.format && !endsWithFinalEvent(options.format, recent)) {
             return fail(
               controller,
-              options.failure(new UpstreamProtocolError("the connection closed before the stream's final event")),
+              options.failure(
+                new UpstreamProtocolError("the connection closed before the stream's final event"),
+              ),
             );
           }
           end("complete");
