@@ -239,3 +239,23 @@ Deno.test("an over-long URL gets 414; oversized headers are refused by the HTTP 
   assertEquals(t.upstream.calls, 0);
   assertEquals((await fetch(`${t.url}/health`)).status, 200);
 });
+
+Deno.test("Ollama NDJSON streams get keep-alives every client reads as an empty message", async () => {
+  await using t = await startTestBridge(["--keepalive-interval", "100"]);
+  t.upstream.always({ chunkDelayMs: 350 });
+  const text = await (await t.post("/api/chat", chat)).text();
+  const lines = text.trim().split("\n").map((line) => JSON.parse(line)); // every line is JSON
+  const empty = lines.filter((line) =>
+    line.message?.content === "" && line.done === false && line.model === "m"
+  );
+  assert(empty.length > 0, text);
+  assertEquals(lines.at(-1).done, true);
+  const generated = await (await t.post("/api/generate", { model: "m", prompt: "p" })).text();
+  assert(
+    generated.trim().split("\n").map((line) => JSON.parse(line)).some((line) =>
+      line.response === "" && !line.done
+    ),
+  );
+  const metrics = await (await fetch(`${t.url}/metrics`)).text();
+  assertMatch(metrics, /bridge_stream_keepalives_total [1-9]/);
+});

@@ -109,6 +109,7 @@ export async function respond(
     format,
     firstRead,
     requireFinalEvent: answer.closeFramed,
+    ndjsonKeepalive: format === "ndjson" ? ollamaKeepalive(request) : undefined,
     map: filter && format ? filter.stream(format) : undefined,
     keepaliveMs: options.keepaliveIntervalMs,
     stop: options.lifecycle.deadline,
@@ -158,6 +159,38 @@ async function checkedStart(
     throw malformedSse(first.value);
   }
   return { read };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * NDJSON has no comment lines, and an empty line breaks clients that parse every line (the Python `ollama`
+ * client runs json.loads on each; ollama-js warns): for Ollama's chat and generate streams the keep-alive is a
+ * message with empty content and `done: false`, which every client reads as nothing new. Other NDJSON streams
+ * (pull, push, create) report progress themselves and get none.
+ */
+function ollamaKeepalive(request: ProxyRequest): (() => Uint8Array) | undefined {
+  const model = typeof request.json?.model === "string" ? request.json.model : "";
+  if (request.kind === "ollama-chat") {
+    return () =>
+      encoder.encode(
+        `${
+          JSON.stringify({
+            model,
+            created_at: new Date().toISOString(),
+            message: { role: "assistant", content: "" },
+            done: false,
+          })
+        }\n`,
+      );
+  }
+  if (request.kind === "ollama-generate") {
+    return () =>
+      encoder.encode(
+        `${JSON.stringify({ model, created_at: new Date().toISOString(), response: "", done: false })}\n`,
+      );
+  }
+  return undefined;
 }
 
 function malformedSse(first: Uint8Array): UpstreamProtocolError {

@@ -13,8 +13,13 @@ export type RelayOutcome = "complete" | "failed" | "cancelled";
 export interface RelayOptions {
   /** The stream format, or undefined for an opaque body (a failure then errors the response). */
   format?: StreamFormat;
-  /** For SSE: after this many ms without a chunk, send a keep-alive comment. 0 turns it off. */
+  /**
+   * After this many ms without a chunk, send a keep-alive: an SSE comment, or for NDJSON `ndjsonKeepalive()`'s
+   * line (NDJSON has no comments). 0 turns it off.
+   */
   keepaliveMs?: number;
+  /** NDJSON's keep-alive: a line every client of the stream reads as an empty message. */
+  ndjsonKeepalive?: () => Uint8Array;
   /** Aborts when the stream must end now (shutdown deadline); its reason is sent as the error event. */
   stop?: Cancellation;
   /** A read of the source already under way (respond() looked at the first chunk before the headers went). */
@@ -43,7 +48,9 @@ export function relay(
   options: RelayOptions,
 ): ReadableStream<Uint8Array> {
   const reader = source instanceof ReadableStream ? source.getReader() : source;
-  const keepaliveMs = options.format === "sse" ? options.keepaliveMs ?? 0 : 0;
+  const keepaliveMs = options.format === "sse" || (options.format === "ndjson" && options.ndjsonKeepalive)
+    ? options.keepaliveMs ?? 0
+    : 0;
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined = options.firstRead;
   /** With requireFinalEvent: the last bytes passed on, as text. */
   let recent = "";
@@ -121,8 +128,12 @@ export function relay(
         }
         if (step === "stop") return fail(controller, options.failure(options.stop!.reason));
         if (step === "keepalive") {
+          // An NDJSON keep-alive goes only between lines, never into one the upstream is still writing.
+          if (options.format === "ndjson" && tail.length && tail[tail.length - 1] !== 10) continue;
           options.onKeepalive?.();
-          return controller.enqueue(KEEPALIVE_COMMENT);
+          return controller.enqueue(
+            options.format === "sse" ? KEEPALIVE_COMMENT : options.ndjsonKeepalive!(),
+          );
         }
         pending = undefined;
         let chunk: Uint8Array | undefined;
