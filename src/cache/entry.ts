@@ -90,7 +90,10 @@ export function isCompleteAnswer(format: StreamFormat | undefined, body: Uint8Ar
   if (!format) return parsesAsJson(decoder.decode(body));
   const last = streamMessages(format, body).at(-1);
   if (last === undefined) return false;
-  if (format === "sse") return last === "[DONE]";
+  // Chat streams end with [DONE]; Responses API streams with their response.completed event.
+  if (format === "sse") {
+    return last === "[DONE]" || (parsesAsJson(last) && JSON.parse(last).type === "response.completed");
+  }
   return parsesAsJson(last) && JSON.parse(last).done === true;
 }
 

@@ -18,6 +18,7 @@ const CACHEABLE: ReadonlySet<EndpointKind> = new Set<EndpointKind>([
   "openai-chat",
   "openai-completion",
   "openai-embedding",
+  "openai-responses",
   "ollama-chat",
   "ollama-generate",
   "ollama-embed",

@@ -8,6 +8,7 @@ export type EndpointKind =
   | "openai-chat"
   | "openai-completion"
   | "openai-embedding"
+  | "openai-responses"
   | "ollama-chat"
   | "ollama-generate"
   | "ollama-embed"
@@ -17,6 +18,7 @@ const POST_ENDPOINTS: Record<string, EndpointKind> = {
   "/v1/chat/completions": "openai-chat",
   "/v1/completions": "openai-completion",
   "/v1/embeddings": "openai-embedding",
+  "/v1/responses": "openai-responses",
   "/api/chat": "ollama-chat",
   "/api/generate": "ollama-generate",
   "/api/embed": "ollama-embed",

@@ -10,6 +10,7 @@ import { ndjsonChunkMapper } from "../stream/ndjson.ts";
 import type { StreamFormat } from "../stream/format.ts";
 import { sseChunkMapper, type SseEvent } from "../stream/sse.ts";
 import { ThinkFilter, type ThinkOutput } from "./think.ts";
+import { responsesFilter } from "./think_responses.ts";
 
 /** The think filter of one answer. */
 export interface AnswerFilter {
@@ -105,11 +106,25 @@ export function answerFilter(
   request: Readonly<Json> | undefined,
   settings: ThinkSettings,
 ): AnswerFilter | undefined {
-  const dialect = kind ? DIALECTS[kind] : undefined;
-  if (!dialect) return undefined;
   const model = request?.model;
   const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
   const openingOnly = jsonMode(request);
+  const tagPatterns = tagPatternsOf(settings);
+  if (kind === "openai-responses") {
+    const responses = responsesFilter({ tags: settings.tags, implicitOpen, openingOnly });
+    return {
+      get blocksRemoved() {
+        return responses.blocksRemoved;
+      },
+      mayChange: (bytes) => tagPatterns.some((pattern) => includesBytes(bytes, pattern)),
+      body: (bytes) =>
+        tagPatterns.some((pattern) => includesBytes(bytes, pattern)) ? responses.body(bytes) : bytes,
+      stream: (format) =>
+        format === "sse" ? responses.stream() : { feed: (chunk) => chunk, end: () => undefined },
+    };
+  }
+  const dialect = kind ? DIALECTS[kind] : undefined;
+  if (!dialect) return undefined;
   const filters = new Map<number, ThinkFilter>();
   const ended = new Set<number>();
   const filterOf = (index: number) => {
@@ -120,7 +135,6 @@ export function answerFilter(
     return filter;
   };
   const keepReasoning = settings.mode === "field";
-  const tagPatterns = tagPatternsOf(settings);
   let last: Json = {};
 
   /** Filters the text of every holder in one answer or chunk; returns whether anything worth sending is left. */
