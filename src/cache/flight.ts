@@ -25,6 +25,8 @@ export interface FlightHead {
   readonly format?: StreamFormat;
   /** Framed by the upstream closing the connection: whether it is whole cannot be known. */
   readonly closeFramed?: boolean;
+  /** How long the call waited for an upstream slot, in ms. */
+  readonly queuedMs?: number;
 }
 
 /** What one subscriber reads. */
@@ -173,6 +175,7 @@ export class Flight {
       headers: response.headers,
       format: streamFormat(response.headers.get("content-type")),
       closeFramed: exchange.closeFramed,
+      queuedMs: exchange.queuedMs,
     };
     this.#resolveHead(this.#head);
     if (this.#state !== "running") { // everyone left before the answer began

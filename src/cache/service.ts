@@ -131,6 +131,7 @@ export class CacheService {
       format: head.format,
       body: view.body(),
       closeFramed: head.closeFramed,
+      queuedMs: outcome === "MISS" ? head.queuedMs : undefined,
       cache: outcome,
       upstreamStatus: head.status,
       failure: asBridgeError,

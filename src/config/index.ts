@@ -2,26 +2,25 @@
  * The command line: every flag, its default, range and `BRIDGE_*` environment variable, parsed once into a
  * frozen `Config`. Nothing else in the program reads `Deno.args` or the environment.
  */
-import { Command, CommanderError, Help, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, Help, Option } from "commander";
+import { ConfigExit, envName, readEnvironment, withEnvName } from "./environment.ts";
 import { VERSION } from "../core/version.ts";
 import type { Config } from "./settings.ts";
+
+export { ConfigExit } from "./environment.ts";
 import {
+  accessKeyList,
   byteSize,
   integerIn,
+  keyList,
   listenAddress,
   nameList,
   oneOf,
   pattern,
-  switchValue,
   upstreamUrl,
 } from "./values.ts";
 
 export type * from "./settings.ts";
-
-/** The environment variable of an option: `BRIDGE_` and its long name, such as `BRIDGE_RATE_LIMIT`. */
-function envName(option: Option): string {
-  return `BRIDGE_${option.long!.slice(2).toUpperCase().replaceAll("-", "_")}`;
-}
 
 /**
  * Builds the option. Its environment variable is read by `readEnvironment` from the environment handed to
@@ -87,6 +86,24 @@ function buildProgram(): Command {
       "--upstream-ca-file <path>",
       "PEM file with CA certificates to trust for https upstreams (besides the system's and DENO_CERT's)",
     ),
+    flag(
+      "--max-inflight <n>",
+      "requests at the upstream at once (streams until they end), 0-100000 (0 = no cap)",
+      integerIn(0, 100_000),
+      0,
+    ),
+    flag(
+      "--queue-size <n>",
+      "requests that may wait for an upstream slot, 0-1000000",
+      integerIn(0, 1_000_000),
+      256,
+    ),
+    flag(
+      "--queue-timeout <ms>",
+      "longest wait for an upstream slot before a 503, 100-3600000",
+      integerIn(100, 3_600_000),
+      30_000,
+    ),
     flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
     flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
     flag("-i, --retry-min-interval <ms>", "first retry delay, 50-300000", integerIn(50, 300_000), 500),
@@ -150,9 +167,10 @@ function buildProgram(): Command {
     ),
     flag("--api-keys-file <path>", "file with upstream API keys, one per line (re-read on SIGHUP)"),
     flag(
-      "--access-key <label:key>",
-      "a key clients must present (label names the tenant); repeatable",
-      keyList,
+      "--access-key <label:key[:limits]>",
+      "a key clients must present (label names the tenant), with optional limits such as " +
+        "team:key:rps=5,inflight=2; repeatable",
+      accessKeyList,
     ),
     flag(
       "--access-keys-file <path>",
@@ -205,44 +223,6 @@ function buildProgram(): Command {
   return program;
 }
 
-/** Collects a repeatable key flag; a value may hold several keys separated by commas. */
-function keyList(raw: string, previous: string[] = []): string[] {
-  return [...previous, ...raw.split(",").map((key) => key.trim()).filter(Boolean)];
-}
-
-function withEnvName(description: string, name: string): string {
-  return description.endsWith(")")
-    ? `${description.slice(0, -1)}, env: ${name})`
-    : `${description} (env: ${name})`;
-}
-
-/**
- * Fills every option not given on the command line from its `BRIDGE_*` variable in `env`, with the flag's own
- * parser; switches read `1/true/yes/on` and `0/false/no/off`. A bad value is the same exit-2 error a bad flag gets.
- */
-function readEnvironment(program: Command, env: Record<string, string | undefined>): void {
-  for (const option of program.options) {
-    const name = option.attributeName();
-    const variable = envName(option);
-    const raw = env[variable];
-    if (raw === undefined || program.getOptionValueSource(name) === "cli") continue;
-    try {
-      const value = option.isBoolean()
-        ? switchValue(raw)
-        : option.parseArg
-        ? option.parseArg(raw, undefined)
-        : raw;
-      program.setOptionValueWithSource(name, value, "env");
-    } catch (error) {
-      if (!(error instanceof InvalidArgumentError)) throw error;
-      throw new ConfigExit(
-        2,
-        `error: option '${option.flags}' value '${raw}' from env '${variable}' is invalid. ${error.message}`,
-      );
-    }
-  }
-}
-
 /**
  * The upstream URL without its `user:password@` (never logged, never sent in the URL), and that userinfo as the
  * `Authorization: Basic …` value the upstream client sends when no other credential applies.
@@ -255,13 +235,6 @@ function withoutUserinfo(url: URL): { upstream: URL; upstreamBasicAuth?: string 
   upstream.username = "";
   upstream.password = "";
   return { upstream, upstreamBasicAuth: `Basic ${btoa(String.fromCharCode(...bytes))}` };
-}
-
-/** Thrown when the command line asks the program to exit: for help, version or a bad value. */
-export class ConfigExit extends Error {
-  constructor(readonly exitCode: number, message: string) {
-    super(message);
-  }
 }
 
 /**
@@ -321,6 +294,11 @@ export function parseConfig(
       maxIntervalMs: o.retryMaxInterval,
     }),
     rateLimit: o.rateLimit,
+    admission: Object.freeze({
+      maxInflight: o.maxInflight,
+      queueSize: o.queueSize,
+      queueTimeoutMs: o.queueTimeout,
+    }),
     maxBodyBytes,
     maxResponseBytes: typeof o.maxResponseSize === "string"
       ? byteSize(0, Infinity)(o.maxResponseSize)

@@ -77,6 +77,12 @@ export interface Config {
   readonly retry: RetryPolicy;
   /** Upstream requests per second; 0 turns the limiter off. */
   readonly rateLimit: number;
+  /** Fair share of the upstream: `--max-inflight`, `--queue-size`, `--queue-timeout`. */
+  readonly admission: {
+    readonly maxInflight: number;
+    readonly queueSize: number;
+    readonly queueTimeoutMs: number;
+  };
   readonly maxBodyBytes: number;
   readonly bodyReadTimeoutMs: number;
   readonly keepaliveIntervalMs: number;

@@ -100,3 +100,18 @@ export function pattern(raw: string): RegExp | undefined {
     throw new InvalidArgumentError(`Expected a regular expression: ${(error as Error).message}.`);
   }
 }
+
+/** Collects a repeatable key flag; a value may hold several keys separated by commas. */
+export function keyList(raw: string, previous: string[] = []): string[] {
+  return [...previous, ...raw.split(",").map((key) => key.trim()).filter(Boolean)];
+}
+
+/** Like keyList, but a `name=value` part after a comma belongs to the key before it (its limits). */
+export function accessKeyList(raw: string, previous: string[] = []): string[] {
+  const keys = [...previous];
+  for (const part of raw.split(",").map((key) => key.trim()).filter(Boolean)) {
+    if (/^(rps|inflight)=/.test(part) && keys.length > previous.length) keys[keys.length - 1] += `,${part}`;
+    else keys.push(part);
+  }
+  return keys;
+}

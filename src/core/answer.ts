@@ -26,6 +26,8 @@ export interface Answer {
   readonly cache?: CacheOutcome;
   /** The body ends when the upstream closes the connection: a cut cannot be told from the end by framing. */
   readonly closeFramed?: boolean;
+  /** How long the call waited for an upstream slot (`--max-inflight`), in ms. */
+  readonly queuedMs?: number;
   /** The upstream's status, when this request (or the flight it joined) called the upstream. */
   readonly upstreamStatus?: number;
   /** The error to show the client for a failure while reading the body. */

@@ -97,6 +97,30 @@ export class BridgeMetrics {
       "Times the listener stopped accepting (descriptors ran out under a connection flood) and listened again.",
     registers: [this.registry],
   });
+  readonly upstreamInflight = new Gauge({
+    name: "bridge_upstream_inflight",
+    help: "Requests at the upstream now (holding a --max-inflight slot; streams until they end).",
+    registers: [this.registry],
+  });
+  readonly queueLength = new Gauge({
+    name: "bridge_queue_length",
+    help: "Requests waiting for an upstream slot (--max-inflight, per-tenant inflight=).",
+    registers: [this.registry],
+  });
+  readonly queueWait = new Histogram({
+    name: "bridge_queue_wait_seconds",
+    help: "Time requests waited for an upstream slot.",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueRejections = new Counter({
+    name: "bridge_queue_rejections_total",
+    help:
+      "Requests refused by the fair-share limits, by reason (queue_full, queue_timeout, tenant_inflight, " +
+      "tenant_rate) and tenant (access-key label; empty without access keys).",
+    labelNames: ["reason", "tenant"] as const,
+    registers: [this.registry],
+  });
   readonly inFlight = new Gauge({
     name: "bridge_http_requests_in_flight",
     help: "Requests being answered now.",

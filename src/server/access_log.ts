@@ -27,6 +27,7 @@ export const accessLog = (log: Logger, metrics: BridgeMetrics): MiddlewareHandle
           ms: Math.round(seconds * 10000) / 10,
           bytes: sent?.bytes,
           upstream: delivery?.upstreamStatus,
+          queued_ms: delivery?.queuedMs === undefined ? undefined : Math.round(delivery.queuedMs * 10) / 10,
           stream: sent?.stream,
           cache: delivery?.cache,
           error: sent?.error,

@@ -22,6 +22,7 @@ import { pathGuard } from "./path_guard.ts";
 import { readRequest } from "./read_request.ts";
 import { proxyHandler } from "./proxy_handler.ts";
 import { type RateLimiter, tokenBucket, unlimited } from "../upstream/rate_limit.ts";
+import { Admission } from "../upstream/admission.ts";
 import { createUpstreamClient } from "../upstream/client.ts";
 import { createTransport, type UpstreamFetch } from "../upstream/transport/index.ts";
 
@@ -66,6 +67,18 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const luaPool = config.lua ? await LuaPool.start({ ...config.lua, log, metrics }) : undefined;
   const plugin = luaPool ? new PluginHooks(luaPool, log, metrics) : undefined;
   const limiter: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
+  // Metric labels name access-key tenants only (a tenant known by its credential's hash is "").
+  const tenantLabel = (tenant: string) => tenant.startsWith("credential:") ? "" : tenant;
+  const admission = config.admission.maxInflight > 0 || access
+    ? new Admission(config.admission, {
+      changed: (inflight, queued) => {
+        metrics.upstreamInflight.set(inflight);
+        metrics.queueLength.set(queued);
+      },
+      waited: (seconds) => metrics.queueWait.observe(seconds),
+      rejected: (reason, tenant) => metrics.queueRejections.inc({ reason, tenant: tenantLabel(tenant) }),
+    })
+    : undefined;
   const upstream = createUpstreamClient({
     base: config.upstream,
     timeoutMs: config.timeoutMs,
@@ -77,6 +90,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     keys: keyPool,
     stripCredentials: access !== undefined,
     basicAuth: config.upstreamBasicAuth,
+    admission,
+    tenantLimits: access ? (tenant) => access.limitsOf(tenant) : undefined,
   });
   const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
   const jobs = config.async

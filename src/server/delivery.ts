@@ -17,6 +17,8 @@ export interface Sent {
 export interface Delivery {
   readonly cache?: CacheOutcome;
   readonly upstreamStatus?: number;
+  /** How long the request waited for an upstream slot, in ms. */
+  readonly queuedMs?: number;
   /** Resolves when the last byte went out (at once for a whole body). */
   readonly sent: Promise<Sent>;
 }

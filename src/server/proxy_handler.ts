@@ -60,6 +60,7 @@ function fromExchange(exchange: UpstreamExchange, cache?: CacheOutcome): Answer 
     body: response.body,
     complete: exchange.complete,
     closeFramed: exchange.closeFramed,
+    queuedMs: exchange.queuedMs,
     cache,
     upstreamStatus: response.status,
     failure: exchange.failure,

@@ -45,7 +45,12 @@ export async function respond(
 ): Promise<Responded> {
   const delivered = (response: Response, sent: Sent | Promise<Sent>): Responded => ({
     response,
-    delivery: { cache: answer.cache, upstreamStatus: answer.upstreamStatus, sent: Promise.resolve(sent) },
+    delivery: {
+      cache: answer.cache,
+      upstreamStatus: answer.upstreamStatus,
+      queuedMs: answer.queuedMs,
+      sent: Promise.resolve(sent),
+    },
   });
   const { status, headers, format } = answer;
   if (NULL_BODY_STATUSES.has(status)) {

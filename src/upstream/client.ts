@@ -18,7 +18,9 @@ import type { Logger } from "../observe/log.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
 import { Cancellation, schedule, sleep } from "../core/time.ts";
 import type { UpstreamFetch } from "./transport/index.ts";
-import type { RateLimiter } from "./rate_limit.ts";
+import { type Admission, TenantOverLimit } from "./admission.ts";
+import type { TenantLimits } from "./keys.ts";
+import { type RateLimiter, tokenBucket } from "./rate_limit.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { CREDENTIAL_HEADERS } from "../core/request.ts";
 import type { SecretMask } from "./secret_mask.ts";
@@ -34,6 +36,8 @@ export interface UpstreamExchange {
   readonly complete?: Uint8Array<ArrayBuffer>;
   /** The body ends when the upstream closes the connection: complete or cut, nobody can tell (never stored). */
   readonly closeFramed?: boolean;
+  /** How long the request waited for a slot at the upstream (`--max-inflight`), in ms. */
+  readonly queuedMs?: number;
   /** The error to show the client for a failure while reading the body. */
   failure(error: unknown): BridgeError;
   /** Ends the deadline; call once the body is read, has failed, or was cancelled. */
@@ -41,7 +45,7 @@ export interface UpstreamExchange {
 }
 
 export interface SendOptions {
-  /** Wait for a rate-limit token instead of refusing with 429 (background jobs). */
+  /** Wait for a rate-limit token (and a slot, however long) instead of refusing (background jobs). */
   waitForToken?: boolean;
 }
 
@@ -67,6 +71,10 @@ export interface UpstreamOptions {
    * client's own credential (not in shared mode) or the pool's key (shared mode) wins.
    */
   basicAuth?: string;
+  /** The concurrency cap and its queue (`--max-inflight`, per-tenant `inflight=`), when there is one. */
+  admission?: Admission;
+  /** A tenant's own limits (its access key's `rps=`, `inflight=`). */
+  tenantLimits?: (tenant: string) => TenantLimits | undefined;
   random?: () => number;
 }
 
@@ -74,13 +82,37 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
   const { base, timeoutMs, retry, limiter, metrics, log } = options;
   const fetchUpstream = options.fetch;
 
+  const tenantBuckets = new Map<string, RateLimiter>();
+  /** The tenant's own token bucket (`rps=`), made on first use; a reload with a new rate makes a new one. */
+  const tenantBucket = (tenant: string, rps: number) => {
+    const name = `${tenant}\u0000${rps}`;
+    let bucket = tenantBuckets.get(name);
+    if (!bucket) tenantBuckets.set(name, bucket = tokenBucket(rps));
+    return bucket;
+  };
+
   async function send(request: ProxyRequest, sendOptions: SendOptions = {}): Promise<UpstreamExchange> {
-    if (sendOptions.waitForToken) await limiter.take(request.cancellation);
-    const refusal = sendOptions.waitForToken ? 0 : limiter.tryTake();
+    const background = sendOptions.waitForToken === true;
+    const tenant = request.tenant ?? "";
+    const limits = request.tenant ? options.tenantLimits?.(request.tenant) : undefined;
+    if (limits?.rps) {
+      const bucket = tenantBucket(tenant, limits.rps);
+      if (background) await bucket.take(request.cancellation);
+      const wait = background ? 0 : bucket.tryTake();
+      if (wait > 0) {
+        metrics.queueRejections.inc({ reason: "tenant_rate", tenant });
+        throw new TenantOverLimit(tenant, `rate of ${limits.rps} requests a second`, Math.ceil(wait / 1000));
+      }
+    }
+    if (background) await limiter.take(request.cancellation);
+    const refusal = background ? 0 : limiter.tryTake();
     if (refusal > 0) {
       metrics.rateLimited.inc();
       throw new RateLimited(refusal);
     }
+    const permit = options.admission && (options.admission.settings.maxInflight > 0 || limits?.inflight)
+      ? await options.admission.acquire(tenant, limits?.inflight, request.cancellation, background)
+      : undefined;
     // One cancellation for the whole exchange: the client leaving or the deadline passing ends it.
     const cancellation = new Cancellation();
     const deadline = schedule(timeoutMs, () => cancellation.abort(new UpstreamTimeout(timeoutMs)));
@@ -89,6 +121,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     const release = () => {
       deadline.cancel();
       unlink();
+      permit?.release();
     };
     const failure = (error: unknown): BridgeError => {
       return asBridgeError(
@@ -104,7 +137,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       key: unknown,
     ): UpstreamExchange => {
       const shown = key ? masked(options.keys!.mask, response, complete) : { response, complete };
-      return { ...shown, closeFramed, failure, release };
+      return { ...shown, closeFramed, queuedMs: permit?.waitedMs, failure, release };
     };
     const url = upstreamTarget(base, request.path, request.search);
     const route = routeLabel(request.path);

@@ -114,25 +114,56 @@ export class KeyPool {
   }
 }
 
+/** A tenant's own limits, from its access key: `rps=` requests a second, `inflight=` at the upstream at once. */
+export interface TenantLimits {
+  readonly rps?: number;
+  readonly inflight?: number;
+}
+
 /** A client access key and the tenant it names. */
 export interface AccessKey {
   readonly label: string;
   readonly key: string;
+  readonly limits?: TenantLimits;
 }
 
-/** Lines `label:key` or `key` (the label is then the key's fingerprint). */
+const LIMITS = /:((?:rps|inflight)=\d+(?:,(?:rps|inflight)=\d+)*)$/;
+
+/**
+ * Lines `label:key`, `label:key:rps=5,inflight=2` or `key` (the label is then the key's fingerprint). A limit
+ * that is not a positive whole number stops the start (or the reload) with a message naming the label.
+ */
 export function parseAccessKeys(lines: readonly string[]): AccessKey[] {
-  return lines.map((line) => {
+  return lines.map((raw) => {
+    const limitsText = LIMITS.exec(raw)?.[1];
+    const line = limitsText ? raw.slice(0, raw.length - limitsText.length - 1) : raw;
     const colon = line.indexOf(":");
-    if (colon > 0) return { label: line.slice(0, colon).trim(), key: line.slice(colon + 1).trim() };
-    return { label: keyFingerprint(line), key: line };
+    const label = colon > 0 ? line.slice(0, colon).trim() : keyFingerprint(line);
+    const key = colon > 0 ? line.slice(colon + 1).trim() : line;
+    return { label, key, limits: limitsText ? parseLimits(label, limitsText) : undefined };
   }).filter((entry) => entry.key.length > 0);
+}
+
+function parseLimits(label: string, text: string): TenantLimits {
+  const limits: Record<string, number> = {};
+  for (const item of text.split(",")) {
+    const [name, value] = item.split("=");
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < 1 || number > 1_000_000) {
+      throw new Error(
+        `access key '${label}': ${name} must be a whole number from 1 to 1000000, not '${value}'`,
+      );
+    }
+    limits[name] = number;
+  }
+  return limits;
 }
 
 const digest = (text: string) => createHash("sha256").update(text).digest();
 
 export class AccessKeys {
   #entries: { label: string; digest: Uint8Array }[] = [];
+  #limits = new Map<string, TenantLimits>();
 
   constructor(keys: readonly AccessKey[]) {
     this.replace(keys);
@@ -140,6 +171,18 @@ export class AccessKeys {
 
   replace(keys: readonly AccessKey[]): void {
     this.#entries = keys.map(({ label, key }) => ({ label, digest: digest(key) }));
+    this.#limits = new Map(keys.filter((key) => key.limits).map((key) => [key.label, key.limits!]));
+  }
+
+  /** The tenant's own limits, if its access key carries any. */
+  limitsOf(label: string): TenantLimits | undefined {
+    return this.#limits.get(label);
+  }
+
+  /** Whether any tenant has an `inflight=` limit (then requests go through the admission queue). */
+  get hasInflightLimits(): boolean {
+    for (const limits of this.#limits.values()) if (limits.inflight) return true;
+    return false;
   }
 
   get size(): number {
