@@ -126,3 +126,10 @@ Deno.test("an unreadable switch in the environment exits 2 like a bad flag", asy
   assertMatch(stderr, /BRIDGE_DEBUG/);
   assert(!/Uncaught|at /.test(stderr), `a clear message, not a stack trace: ${stderr}`);
 });
+
+Deno.test("--replicas-hint divides the fleet's --rate-limit and --max-inflight among the replicas, rounding up", () => {
+  const config = parseConfig(["--replicas-hint", "3", "--rate-limit", "10", "--max-inflight", "4"], {});
+  assertEquals([config.rateLimit, config.admission.maxInflight, config.replicas], [4, 2, 3]);
+  assertEquals(parseConfig(["--max-inflight", "4"], {}).admission.maxInflight, 4);
+  assertEquals(exitOf(["--replicas-hint", "0"]).exitCode, 2);
+});

@@ -104,6 +104,13 @@ function buildProgram(): Command {
       integerIn(100, 3_600_000),
       30_000,
     ),
+    flag(
+      "--replicas-hint <n>",
+      "this bridge is one of N replicas: --rate-limit and --max-inflight are the fleet's totals, and each " +
+        "replica takes its share (rounded up), 1-1000",
+      integerIn(1, 1000),
+      1,
+    ),
     flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
     flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
     flag("-i, --retry-min-interval <ms>", "first retry delay, 50-300000", integerIn(50, 300_000), 500),
@@ -293,9 +300,11 @@ export function parseConfig(
       minIntervalMs: o.retryMinInterval,
       maxIntervalMs: o.retryMaxInterval,
     }),
-    rateLimit: o.rateLimit,
+    // With --replicas-hint N, the limits are the fleet's: each replica takes its share, rounded up.
+    rateLimit: Math.ceil(o.rateLimit / o.replicasHint),
+    replicas: o.replicasHint,
     admission: Object.freeze({
-      maxInflight: o.maxInflight,
+      maxInflight: Math.ceil(o.maxInflight / o.replicasHint),
       queueSize: o.queueSize,
       queueTimeoutMs: o.queueTimeout,
     }),

@@ -77,6 +77,8 @@ export interface Config {
   readonly retry: RetryPolicy;
   /** Upstream requests per second; 0 turns the limiter off. */
   readonly rateLimit: number;
+  /** `--replicas-hint`: how many replicas share the limits (already divided into rateLimit and maxInflight). */
+  readonly replicas: number;
   /** Fair share of the upstream: `--max-inflight`, `--queue-size`, `--queue-timeout`. */
   readonly admission: {
     readonly maxInflight: number;
