@@ -3,6 +3,7 @@
  * (Ctrl-Break on Windows). A second signal, more than a second after the first, exits at once.
  */
 import { type Config, ConfigExit, parseConfig } from "./src/config/index.ts";
+import { runLuaChild } from "./src/plugin/child.ts";
 import { createLogger } from "./src/observe/log.ts";
 import { startBridge } from "./src/server/serve.ts";
 import { PRODUCT, VERSION } from "./src/core/version.ts";
@@ -15,6 +16,12 @@ function readConfig(): Config {
     (error.exitCode === 0 ? console.log : console.error)(error.message);
     Deno.exit(error.exitCode);
   }
+}
+
+// The compiled binary is also its own Lua plugin process (src/plugin/pool.ts starts it with this flag).
+if (Deno.args[0] === "--lua-child") {
+  await runLuaChild();
+  Deno.exit(0);
 }
 
 const config = readConfig();

@@ -41,6 +41,7 @@ Deno.test("every flag and BRIDGE_* variable the deployment files use exists", as
           "--allow-env",
           "--allow-read",
           "--allow-write",
+          "--allow-run",
           "--unstable-kv",
           "--unstable-no-legacy-abort",
           "--output",

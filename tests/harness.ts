@@ -115,7 +115,15 @@ export async function spawnBridge(
   const env = typeof first === "string" ? undefined : first.env;
   const [upstream, ...flags] = typeof first === "string" ? [first, ...rest] : rest;
   const port = freePort();
-  const args = ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"];
+  const args = [
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-read",
+    "--allow-write",
+    "--allow-run",
+    "main.ts",
+  ];
   return await startProcess(Deno.execPath(), [...args, "-l", `127.0.0.1:${port}`, "-o", upstream, ...flags], {
     env,
     port,

@@ -15,7 +15,7 @@ signalTest(
     const deno = Deno.execPath();
     const bridge = await startProcess("sh", [
       "-c",
-      `ulimit -n 256 && exec "${deno}" run --allow-net --allow-env --allow-read --allow-write main.ts ` +
+      `ulimit -n 256 && exec "${deno}" run --allow-net --allow-env --allow-read --allow-write --allow-run main.ts ` +
       `-l 127.0.0.1:${port} -o ${upstream.url}`,
     ], { port });
     const output = () => bridge.output();

@@ -54,8 +54,10 @@ async function moduleGraph(entry: string): Promise<Map<string, Set<string>>> {
 
 async function projectGraph(): Promise<Map<string, Set<string>>> {
   const graph = await moduleGraph("main.ts");
-  // The Lua worker is started by URL, not imported: it is a root of its own.
-  for (const [from, edges] of await moduleGraph("src/plugin/worker.ts")) graph.set(from, edges);
+  // A Lua process under `deno run` is started by path, not imported: a root of its own.
+  for (const entry of ["src/plugin/child.ts", "src/plugin/child_watchdog.ts"]) {
+    for (const [from, edges] of await moduleGraph(entry)) graph.set(from, edges);
+  }
   return graph;
 }
 

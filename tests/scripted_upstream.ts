@@ -10,6 +10,8 @@ export interface Received {
   readonly line: string;
   readonly headers: Record<string, string>;
   readonly body: string;
+  /** The body's bytes, exactly as they arrived. */
+  readonly raw: Uint8Array;
   /** Which connection it came on (0, 1, ...) and its index on that connection. */
   readonly connection: number;
   readonly onConnection: number;
@@ -120,7 +122,14 @@ export class ScriptedUpstream implements AsyncDisposable {
         body = buffer.subarray(0, end);
         buffer = buffer.subarray(end + 5);
       }
-      const request = { line, headers, body: decoder.decode(body), connection, onConnection };
+      const request = {
+        line,
+        headers,
+        body: decoder.decode(body),
+        raw: body.slice(),
+        connection,
+        onConnection,
+      };
       this.received.push(request);
       const reply = await this.script(request, this.received.length - 1);
       const plan = typeof reply === "string" || reply instanceof Uint8Array ? { write: [reply] } : reply;

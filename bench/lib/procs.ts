@@ -74,6 +74,7 @@ export function denoArgs(script: string, ...args: string[]): string[] {
     "--allow-env",
     "--allow-read",
     "--allow-write",
+    "--allow-run",
     script,
     ...args,
   ];

@@ -205,6 +205,12 @@ function buildProgram(): Command {
       "accepted for compatibility: native C modules cannot load in fengari",
     ),
     flag("--lua-timeout <ms>", "longest a hook call may run, 10-60000", integerIn(10, 60_000), 1000),
+    flag(
+      "--lua-memory-limit <bytes>",
+      "most a Lua state's process may grow during a call before it is stopped and replaced, 4MiB-4GiB",
+      byteSize(4 * 1024 ** 2, 4 * 1024 ** 3),
+      "64MiB",
+    ),
     flag("--disable-think-filter", "pass <think> reasoning blocks through to clients"),
     flag(
       "--think-tags <names>",
@@ -345,6 +351,9 @@ export function parseConfig(
       packagePath: o.luajitPackagePath,
       packageCpath: o.luajitPackageCpath,
       timeoutMs: o.luaTimeout,
+      memoryLimitBytes: typeof o.luaMemoryLimit === "string"
+        ? byteSize(0, Infinity)(o.luaMemoryLimit)
+        : o.luaMemoryLimit,
     }),
     think: o.disableThinkFilter ? undefined : Object.freeze({
       tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),

@@ -59,6 +59,8 @@ export interface LuaSettings {
   readonly packagePath?: string;
   readonly packageCpath?: string;
   readonly timeoutMs: number;
+  /** `--lua-memory-limit`: the most a state's process may grow while it runs a call, in bytes. */
+  readonly memoryLimitBytes: number;
 }
 
 export interface Config {

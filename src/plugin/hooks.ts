@@ -4,7 +4,6 @@
  * cache hits included — for a streamed answer it sees the status and headers, with `body = nil`.
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
-import { InvalidRequest } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { endpointKind } from "../core/endpoints.ts";
@@ -12,12 +11,13 @@ import { parseJsonBody } from "../core/json_body.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { normalizePath } from "../core/request_path.ts";
 import type { LuaValue } from "./lua_state.ts";
+import { isFieldValue, isToken } from "../core/http_syntax.ts";
+import { concatBytes } from "../core/bytes.ts";
 import { type LuaPool, PluginFailure } from "./pool.ts";
 
 type Table = { [key: string]: LuaValue };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export class PluginHooks {
   constructor(
@@ -39,21 +39,24 @@ export class PluginHooks {
     await next();
   }
 
-  /** Runs the response hook on an answer about to go out. */
-  async response(response: Response, body: string | null): Promise<Response> {
+  /** Runs the response hook on an answer about to go out (the body as bytes; null for a stream). */
+  async response(response: Response, body: Uint8Array | null): Promise<Response> {
     const [table] = await this.#call("response", "HandleServerResponse", {
       status_code: response.status,
       headers: Object.fromEntries(response.headers),
       ...(body === null ? {} : { body }),
     }, 1);
     const changed = asTable(table);
-    const status = typeof changed.status_code === "number" ? changed.status_code : response.status;
+    const status = changed.status_code === undefined || changed.status_code === null
+      ? response.status
+      : checkedStatus(changed.status_code);
     const headers = headersFrom(changed.headers, response.headers);
+    const changedBody = bodyOf(changed.body);
     // An unchanged body goes out as the original bytes, not as a round trip through a Lua string.
-    if (body === null || typeof changed.body !== "string" || changed.body === body) {
+    if (body === null || changedBody === undefined || sameBytes(changedBody, body)) {
       return new Response(response.body, { status, headers });
     }
-    return new Response(changed.body, { status, headers });
+    return new Response(changedBody, { status, headers });
   }
 
   async #call(
@@ -82,13 +85,15 @@ function requestTable(request: ProxyRequest): Table {
     path: request.path,
     method: request.method,
     headers: Object.fromEntries(request.headers),
-    body: request.body ? decoder.decode(request.body) : "",
+    body: request.body ?? "",
   };
 }
 
 /** The request as the script changed it: method, path (a `?` in it sets the query), headers, body. */
 function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
-  const method = typeof table.method === "string" ? table.method.toUpperCase() : request.method;
+  const method = typeof table.method === "string"
+    ? checkedMethod(table.method.toUpperCase())
+    : request.method;
   let { path, search } = request;
   if (typeof table.path === "string") {
     const query = table.path.indexOf("?");
@@ -98,9 +103,8 @@ function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
   const headers = table.headers && typeof table.headers === "object"
     ? headersFrom(table.headers, request.headers)
     : request.headers;
-  const body = typeof table.body === "string"
-    ? (table.body ? encoder.encode(table.body) : null)
-    : request.body;
+  const changedBody = bodyOf(table.body);
+  const body = changedBody === undefined ? request.body : changedBody.length ? changedBody : null;
   const kind = endpointKind(method, path);
   return {
     ...request,
@@ -124,26 +128,68 @@ function pluginPath(path: string): string {
 }
 
 function responseFrom(table: Table): Response {
-  const status = typeof table.status_code === "number" ? table.status_code : 200;
-  if (status < 200 || status > 599) {
-    throw new InvalidRequest(`The Lua plugin answered with status ${status}.`, "plugin_error");
-  }
-  return new Response(typeof table.body === "string" ? table.body : "", {
+  const status = table.status_code === undefined || table.status_code === null
+    ? 200
+    : checkedStatus(table.status_code);
+  return new Response(bodyOf(table.body) ?? "", {
     status,
     headers: headersFrom(table.headers, new Headers()),
   });
 }
 
+/**
+ * Values from Lua are checked before use: a method that is not a token, a header name or value that could split
+ * a message (CR, LF, NUL), a status outside 200-599, a body that is neither a string nor nil are the script's
+ * failure (500), never written anywhere.
+ */
+function invalid(what: string): PluginFailure {
+  return new PluginFailure(`The bridge's Lua plugin returned an invalid ${what}.`);
+}
+
+function checkedMethod(method: string): string {
+  if (!isToken(method)) throw invalid(`method ${JSON.stringify(method.slice(0, 40))}`);
+  return method;
+}
+
+function checkedStatus(value: LuaValue): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 200 || value > 599) {
+    throw invalid(`status_code ${JSON.stringify(value)} (a whole number from 200 to 599)`);
+  }
+  return value;
+}
+
+/** A body from Lua as bytes (a text string as its UTF-8, a byte string as is); undefined for nil. */
+function bodyOf(value: LuaValue | undefined): Uint8Array<ArrayBuffer> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return concatBytes([value]);
+  throw invalid("body (a string or nil)");
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function headersFrom(value: LuaValue | undefined, fallback: Headers): Headers {
-  if (!value || typeof value !== "object" || Array.isArray(value)) return fallback;
+  if (!value || typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) {
+    return fallback;
+  }
   const headers = new Headers();
   for (const [name, item] of Object.entries(value)) {
-    if (typeof item === "string" || typeof item === "number") headers.set(name, String(item));
+    if (item === null) continue;
+    const text = item instanceof Uint8Array ? String.fromCharCode(...item) : String(item);
+    if (!isToken(name)) throw invalid(`header name ${JSON.stringify(name.slice(0, 40))}`);
+    if (!isFieldValue(text)) throw invalid(`value for header '${name}' (CR, LF or NUL in it)`);
+    headers.set(name, text);
   }
   return headers;
 }
 
 function asTable(value: LuaValue | undefined): Table {
-  if (value && typeof value === "object" && !Array.isArray(value)) return value;
+  if (value && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array)) {
+    return value;
+  }
   throw new PluginFailure("The bridge's Lua plugin returned something other than a table.");
 }

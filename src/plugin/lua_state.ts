@@ -2,9 +2,13 @@
  * One Lua state running the plugin script (fengari: Lua 5.3 in JavaScript), as the original bridge's API
  * documents it: `HandleServerRequest(request)` and `HandleServerResponse(response)` (DESIGN §10).
  *
- * The state is sandboxed (no os.execute/exit/remove/rename/tmpname, no io, no package.loadlib or jspath), a
- * count hook cuts a call that runs past its deadline, `print` goes to the bridge's log, `require` searches the
- * package path and the script's folder, and `cjson` is built in, backed by the JavaScript JSON engine.
+ * The state is sandboxed: no `io`, of `os` only `time`, `clock` and `date`, no `dofile`, `loadfile`,
+ * `string.dump`, `debug` (but `debug.traceback`), `package.loadlib`, and `load` takes text chunks only.
+ * `require` searches only the folders fixed at start (`--luajit-package-path`, then the script's folder):
+ * whatever the script does to `package.path` or `package.searchers`. A count hook cuts a call that runs past its
+ * deadline where it can (the process around the state is the sure stop: child.ts); `print` goes to the bridge's
+ * log; `cjson` is built in, backed by the JavaScript JSON engine. Byte strings cross as bytes: a Lua string that
+ * is not valid UTF-8 comes back as a Uint8Array, unchanged.
  */
 import fengari from "fengari";
 import { dirname } from "node:path";
@@ -14,10 +18,19 @@ type State = unknown;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** For strings read back from Lua: exact bytes, or an error for those that are not UTF-8 (kept as bytes). */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const str = (text: string) => encoder.encode(text);
 
 /** A value crossing between JavaScript and Lua: what hook tables are made of. */
-export type LuaValue = null | boolean | number | string | LuaValue[] | { [key: string]: LuaValue };
+export type LuaValue =
+  | null
+  | boolean
+  | number
+  | string
+  | Uint8Array
+  | LuaValue[]
+  | { [key: string]: LuaValue };
 
 export interface LuaStateOptions {
   script: string;
@@ -97,40 +110,82 @@ export class LuaState {
 
   #sandbox(options: LuaStateOptions): void {
     const L = this.#L;
-    const clear = (table: string, field: string) => {
-      lua.lua_getglobal(L, str(table));
-      lua.lua_pushnil(L);
-      lua.lua_setfield(L, -2, str(field));
-      lua.lua_pop(L, 1);
+    const run = (code: string) => {
+      if (lauxlib.luaL_dostring(L, str(code)) !== lua.LUA_OK) throw new LuaError(this.#popString());
     };
-    for (const field of ["execute", "exit", "remove", "rename", "tmpname", "getenv"]) clear("os", field);
-    for (const field of ["loadlib", "jspath"]) clear("package", field);
-    lua.lua_pushnil(L);
-    lua.lua_setglobal(L, str("io"));
-    // require: the package path, then the script's folder. No JavaScript modules, and a clear word on C ones.
+    run(`
+      io, dofile, loadfile = nil, nil, nil
+      os = { time = os.time, clock = os.clock, date = os.date }
+      string.dump = nil
+      debug = { traceback = debug.traceback }
+      package.loadlib, package.jspath, package.cpath = nil, nil, ""
+      local textLoad = load
+      load = function(chunk, name, _, env) return textLoad(chunk, name, "t", env) end
+    `);
+    // require: the folders fixed here, whatever the script does to package.path or package.searchers.
     const folder = dirname(options.script);
-    lua.lua_getglobal(L, str("package"));
-    const paths = [options.packagePath, `${folder}/?.lua`, `${folder}/?/init.lua`].filter(Boolean).join(";");
-    lua.lua_pushstring(L, str(paths));
-    lua.lua_setfield(L, -2, str("path"));
-    lua.lua_pushstring(L, str(options.packageCpath ?? ""));
-    lua.lua_setfield(L, -2, str("cpath"));
-    lua.lua_getfield(L, -1, str("searchers"));
-    // Searchers 3 and 4 load C libraries: answer with an explanation instead.
-    for (const index of [3, 4]) {
-      lua.lua_pushcfunction(L, (state: State) => {
-        const name = decoder.decode(lauxlib.luaL_checkstring(state, 1));
-        lua.lua_pushstring(
-          state,
-          str(`\n\tno C module '${name}': fengari (Lua in JavaScript) cannot load native modules`),
-        );
-        return 1;
-      });
-      lua.lua_rawseti(L, -2, index);
-    }
-    lua.lua_pushnil(L);
-    lua.lua_rawseti(L, -2, 5);
+    const patterns = [...(options.packagePath ?? "").split(";"), `${folder}/?.lua`, `${folder}/?/init.lua`]
+      .filter((pattern) => pattern.includes("?"));
+    lua.lua_pushcfunction(L, (state: State) => this.#require(state, patterns));
+    lua.lua_setglobal(L, str("require"));
     lua.lua_settop(L, 0);
+  }
+
+  /** `require(name)`: a loaded module, a preloaded one (cjson), or a `.lua` file from the fixed folders. */
+  #require(L: State, patterns: readonly string[]): number {
+    const name = decoder.decode(lauxlib.luaL_checkstring(L, 1));
+    lua.lua_getfield(L, lua.LUA_REGISTRYINDEX, str("_LOADED"));
+    if (lua.lua_getfield(L, -1, str(name)) !== lua.LUA_TNIL) return 1;
+    lua.lua_pop(L, 1);
+    const store = () => {
+      if (lua.lua_isnil(L, -1)) {
+        lua.lua_pop(L, 1);
+        lua.lua_pushboolean(L, true);
+      }
+      lua.lua_pushvalue(L, -1);
+      lua.lua_setfield(L, -3, str(name));
+      return 1;
+    };
+    lua.lua_getfield(L, lua.LUA_REGISTRYINDEX, str("_PRELOAD"));
+    if (lua.lua_getfield(L, -1, str(name)) === lua.LUA_TFUNCTION) {
+      lua.lua_remove(L, -2);
+      lua.lua_pushstring(L, str(name));
+      lua.lua_call(L, 1, 1);
+      return store();
+    }
+    lua.lua_pop(L, 2);
+    if (!/^[\w-]+(\.[\w-]+)*$/.test(name)) {
+      return lauxlib.luaL_error(L, str(`module '${name}' not found: not a module name`));
+    }
+    if (name === "ffi" || name.startsWith("jit")) {
+      return lauxlib.luaL_error(
+        L,
+        str(`module '${name}' not found: fengari (Lua in JavaScript) has no LuaJIT modules`),
+      );
+    }
+    const tried: string[] = [];
+    for (const pattern of patterns) {
+      const file = pattern.replaceAll("?", name.replaceAll(".", "/"));
+      let source: string;
+      try {
+        source = Deno.readTextFileSync(file);
+      } catch {
+        tried.push(file);
+        continue;
+      }
+      if (lauxlib.luaL_loadbufferx(L, str(source), null, str(`@${file}`), str("t")) !== lua.LUA_OK) {
+        return lua.lua_error(L);
+      }
+      lua.lua_pushstring(L, str(name));
+      lua.lua_call(L, 1, 1);
+      return store();
+    }
+    return lauxlib.luaL_error(
+      L,
+      str(
+        `module '${name}' not found (searched: ${tried.join(", ")}); native C modules cannot load in fengari`,
+      ),
+    );
   }
 
   #installPrint(print: (line: string) => void): void {
@@ -192,6 +247,7 @@ export class LuaState {
       if (Number.isInteger(value) && Math.abs(value) < 2 ** 31) lua.lua_pushinteger(L, value);
       else lua.lua_pushnumber(L, value);
     } else if (typeof value === "string") lua.lua_pushstring(L, encoder.encode(value));
+    else if (value instanceof Uint8Array) lua.lua_pushstring(L, value);
     else if (Array.isArray(value)) {
       lua.lua_createtable(L, value.length, 0);
       value.forEach((item, i) => {
@@ -216,8 +272,14 @@ export class LuaState {
         return lua.lua_toboolean(L, index);
       case lua.LUA_TNUMBER:
         return lua.lua_tonumber(L, index);
-      case lua.LUA_TSTRING:
-        return decoder.decode(lua.lua_tostring(L, index));
+      case lua.LUA_TSTRING: {
+        const bytes: Uint8Array = lua.lua_tostring(L, index);
+        try {
+          return strictDecoder.decode(bytes);
+        } catch {
+          return Uint8Array.from(bytes); // not UTF-8: the bytes themselves
+        }
+      }
       case lua.LUA_TTABLE:
         return this.#readTable(lua.lua_absindex(L, index), L, depth);
       default:

@@ -1,20 +1,31 @@
 /**
- * The Lua plugin's 2^N states (`--luajit-instances-power`), each in a Web Worker. A call goes to a free state, or
- * waits in a bounded queue. A state that stops answering (past `--lua-timeout` and a grace period: the count hook
- * inside should have cut it long before) is replaced, and the call fails; the bridge keeps serving.
+ * The Lua plugin's 2^N states (`--luajit-instances-power`), each in a process of its own (child.ts). A call goes
+ * to a free state, or waits in a bounded queue.
+ *
+ * Why processes: a script can loop inside a built-in (`string.find` with a pathological pattern, a huge
+ * `string.rep`), clear its count hook, or swallow the timeout error with `pcall` — and a Web Worker cannot be
+ * stopped (Worker.terminate() leaves a busy one running). A process can: at `--lua-timeout` it gets SIGKILL and
+ * a fresh one takes its place (the pool never shrinks); the same when its memory grows past
+ * `--lua-memory-limit` over what it used at start (its own watchdog thread reports that on stderr). The call
+ * fails with a 500; the bridge keeps serving. Under `deno run` the process also gets only the permissions it needs: reading
+ * the script's folder and the package path, and the few variables fengari reads.
  */
+import { dirname, resolve } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
 import { BridgeError } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { schedule, type Timer } from "../core/time.ts";
+import { encodeFrame, FrameReader, type FromLua, type ToLua } from "./frames.ts";
 import type { LuaValue } from "./lua_state.ts";
-import type { FromWorker, ToWorker } from "./worker.ts";
 
 export interface LuaPoolOptions {
   script: string;
   packagePath?: string;
   packageCpath?: string;
   timeoutMs: number;
+  /** The most a state's process may grow while it runs a call, in bytes. */
+  memoryLimitBytes: number;
   instances: number;
   log: Logger;
   metrics: BridgeMetrics;
@@ -28,8 +39,21 @@ export class PluginFailure extends BridgeError {
 }
 
 const MAX_QUEUED = 1024;
-/** Extra time a worker gets beyond --lua-timeout before it is replaced. */
-const GRACE_MS = 2000;
+/** The variables fengari reads at start. */
+const FENGARI_ENV = [
+  "FENGARICONF",
+  "TMPDIR",
+  "TMP",
+  "TEMP",
+  "LUA_PATH",
+  "LUA_PATH_5_3",
+  "LUA_CPATH",
+  "LUA_CPATH_5_3",
+  "LUA_INIT",
+  "LUA_INIT_5_3",
+  "LUA_JSPATH",
+  "LUA_JSPATH_5_3",
+];
 
 interface Call {
   name: string;
@@ -39,60 +63,133 @@ interface Call {
   reject(error: Error): void;
 }
 
-class PluginWorker {
-  readonly worker: Worker;
+/** The command that starts a Lua process: this executable with `--lua-child`, or child.ts under `deno run`. */
+function childCommand(options: LuaPoolOptions): { command: string; args: string[] } {
+  if (Deno.build.standalone) return { command: Deno.execPath(), args: ["--lua-child"] };
+  const folders = [
+    dirname(resolve(options.script)),
+    ...(options.packagePath ?? "").split(";")
+      .filter((pattern) => pattern.includes("?")).map((pattern) => dirname(resolve(pattern))),
+  ];
+  // The heap limit is a backstop above the watchdog's (which also sees byte strings, kept outside the heap).
+  const heapMiB = 2 * Math.ceil(options.memoryLimitBytes / 2 ** 20) + 32;
+  return {
+    command: Deno.execPath(),
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      // The script's folders, and the watchdog's module (a worker's module is read with the worker's rights).
+      `--allow-read=${
+        [...new Set(folders), fromFileUrl(new URL("./child_watchdog.ts", import.meta.url))].join(",")
+      }`,
+      `--allow-env=${FENGARI_ENV.join(",")}`,
+      `--v8-flags=--max-old-space-size=${heapMiB}`,
+      fromFileUrl(new URL("./child.ts", import.meta.url)),
+    ],
+  };
+}
+
+class LuaProcess {
+  readonly #process: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   #pending?: { id: number; call: Call; timer: Timer };
   #ids = 0;
+  #dead = false;
+  readonly #startedAt = performance.now();
 
   constructor(
     private readonly pool: LuaPool,
     private readonly options: LuaPoolOptions,
     ready: (error?: string) => void,
   ) {
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
-    this.worker.onmessage = (event: MessageEvent<FromWorker>) => {
-      const message = event.data;
-      if (message.type === "ready") ready();
-      else if (message.type === "failed") ready(message.message);
-      else if (message.type === "log") options.log.info("lua", { print: message.line });
-      else this.#settle(message);
-    };
-    this.worker.onerror = (event) => {
-      event.preventDefault();
-      ready(event.message);
-      this.#fail(new PluginFailure(`The Lua worker crashed: ${event.message}`));
-    };
-    const init: ToWorker = {
+    const { command, args } = childCommand(options);
+    this.#process = new Deno.Command(command, { args, stdin: "piped", stdout: "piped", stderr: "piped" })
+      .spawn();
+    this.#writer = this.#process.stdin.getWriter();
+    let stderr = "";
+    const decoder = new TextDecoder();
+    this.#process.stderr.pipeTo(
+      new WritableStream({
+        write: (chunk) => {
+          stderr = (stderr + decoder.decode(chunk)).slice(-2000);
+          const exceeded = /lua-memory-exceeded (\d+)/.exec(stderr);
+          if (!exceeded || this.#dead) return;
+          options.log.error("lua plugin call went over --lua-memory-limit: stopping its process", {
+            grown_bytes: Number(exceeded[1]),
+            limit_bytes: options.memoryLimitBytes,
+          });
+          this.#fail(new PluginFailure("The bridge's Lua plugin used too much memory on this request."));
+          this.kill();
+        },
+      }),
+    )
+      .catch(() => {});
+    const frames = new FrameReader();
+    let started = false;
+    this.#process.stdout.pipeTo(
+      new WritableStream({
+        write: (chunk) => {
+          for (const message of frames.push<FromLua>(chunk)) {
+            if (message.type === "ready") {
+              started = true;
+              ready();
+            } else if (message.type === "failed") ready(message.message);
+            else if (message.type === "log") options.log.info("lua", { print: message.line });
+            else this.#settle(message);
+          }
+        },
+      }),
+    ).catch(() => {});
+    this.#process.status.then((status) => {
+      this.#dead = true;
+      if (!started) return ready(stderr.trim() || `the Lua process exited with status ${status.code}`);
+      this.#fail(new PluginFailure("The bridge's Lua plugin stopped on this request."));
+      this.pool.replace(
+        this,
+        `exited with status ${status.code}${status.signal ? ` (${status.signal})` : ""}`,
+        performance.now() - this.#startedAt,
+      );
+    });
+    this.#send({
       type: "init",
       script: options.script,
       packagePath: options.packagePath,
       packageCpath: options.packageCpath,
       timeoutMs: options.timeoutMs,
-    };
-    this.worker.postMessage(init);
+      memoryLimitBytes: options.memoryLimitBytes,
+    });
   }
 
   run(call: Call): void {
     const id = ++this.#ids;
-    const timer = schedule(this.options.timeoutMs + GRACE_MS, () => {
-      this.options.log.error("lua worker did not answer: replacing it", {
+    const timer = schedule(this.options.timeoutMs, () => {
+      this.options.log.error("lua plugin call timed out: stopping its process and starting a fresh one", {
         timeout_ms: this.options.timeoutMs,
       });
       this.#fail(new PluginFailure("The bridge's Lua plugin timed out on this request."));
-      this.pool.replace(this);
+      this.kill();
     });
     this.#pending = { id, call, timer };
-    const message: ToWorker = {
-      type: "call",
-      id,
-      name: call.name,
-      argument: call.argument,
-      results: call.results,
-    };
-    this.worker.postMessage(message);
+    this.#send({ type: "call", id, name: call.name, argument: call.argument, results: call.results });
   }
 
-  #settle(message: Extract<FromWorker, { id: number }>): void {
+  /** SIGKILL: the process stops at once, whatever its script is doing; the pool replaces it. */
+  kill(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    try {
+      this.#process.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  #send(message: ToLua): void {
+    this.#writer.write(encodeFrame(message)).catch(() => this.kill());
+  }
+
+  #settle(message: Extract<FromLua, { id: number }>): void {
     const pending = this.#pending;
     if (!pending || pending.id !== message.id) return;
     this.#pending = undefined;
@@ -105,20 +202,23 @@ class PluginWorker {
   #fail(error: Error): void {
     const pending = this.#pending;
     this.#pending = undefined;
-    pending?.timer.cancel();
-    pending?.call.reject(error);
+    if (!pending) return;
+    pending.timer.cancel();
+    pending.call.reject(error);
   }
 
-  terminate(): void {
+  stop(): void {
     this.#fail(new PluginFailure("The bridge is stopping."));
-    this.worker.terminate();
+    this.kill();
   }
 }
 
 export class LuaPool {
-  #free: PluginWorker[] = [];
-  #all = new Set<PluginWorker>();
+  #free: LuaProcess[] = [];
+  #all = new Set<LuaProcess>();
   #queue: Call[] = [];
+  #closed = false;
+  #restartDelayMs = 0;
 
   private constructor(private readonly options: LuaPoolOptions) {}
 
@@ -138,47 +238,55 @@ export class LuaPool {
   call(name: string, argument: LuaValue, results: number): Promise<LuaValue[]> {
     return new Promise((resolve, reject) => {
       const call = { name, argument, results, resolve, reject };
-      const worker = this.#free.pop();
-      if (worker) worker.run(call);
+      const state = this.#free.pop();
+      if (state) state.run(call);
       else if (this.#queue.length < MAX_QUEUED) this.#queue.push(call);
       else reject(new PluginFailure("The bridge's Lua plugin is overloaded: retry shortly."));
     });
   }
 
-  /** A worker finished its call: give it the next queued one, or mark it free. */
-  idle(worker: PluginWorker): void {
+  /** A state finished its call: give it the next queued one, or mark it free. */
+  idle(state: LuaProcess): void {
     const next = this.#queue.shift();
-    if (next) worker.run(next);
-    else this.#free.push(worker);
+    if (next) state.run(next);
+    else this.#free.push(state);
   }
 
-  /** Replaces a worker that stopped answering. */
-  replace(worker: PluginWorker): void {
-    this.#all.delete(worker);
-    this.#free = this.#free.filter((free) => free !== worker);
-    worker.terminate();
-    this.#spawn().catch((error) =>
-      this.options.log.error("cannot restart a Lua worker", { error: String(error) })
-    );
+  /**
+   * Replaces a state whose process ended (killed at a limit, or crashed). A process that keeps dying young is
+   * restarted ever more slowly (up to every 5 s), never in a tight loop.
+   */
+  replace(state: LuaProcess, why: string, livedMs: number): void {
+    if (!this.#all.delete(state) || this.#closed) return;
+    this.#free = this.#free.filter((free) => free !== state);
+    this.#restartDelayMs = livedMs < 2000 ? Math.min(5000, Math.max(100, this.#restartDelayMs * 2)) : 0;
+    this.options.log.warn("lua process replaced", { why, restart_in_ms: this.#restartDelayMs });
+    setTimeout(() => {
+      if (this.#closed) return;
+      this.#spawn().catch((error) =>
+        this.options.log.error("cannot restart a Lua process", { error: String(error) })
+      );
+    }, this.#restartDelayMs);
   }
 
   close(): void {
-    for (const worker of this.#all) worker.terminate();
+    this.#closed = true;
+    for (const state of this.#all) state.stop();
     this.#all.clear();
     this.#free = [];
     for (const call of this.#queue.splice(0)) call.reject(new PluginFailure("The bridge is stopping."));
   }
 
-  #spawn(): Promise<PluginWorker> {
+  #spawn(): Promise<LuaProcess> {
     return new Promise((resolve, reject) => {
-      const worker: PluginWorker = new PluginWorker(this, this.options, (error) => {
+      const state: LuaProcess = new LuaProcess(this, this.options, (error) => {
         if (error) {
-          worker.worker.terminate();
+          state.kill();
           return reject(new Error(error));
         }
-        this.#all.add(worker);
-        this.idle(worker); // takes a queued call, or waits for the next
-        resolve(worker);
+        this.#all.add(state);
+        this.idle(state); // takes a queued call, or waits for the next
+        resolve(state);
       });
     });
   }

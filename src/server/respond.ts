@@ -211,7 +211,7 @@ function finish(
 ): Response | Promise<Response> {
   if (!options.plugin) return response;
   const streamed = response.body !== null && body === null;
-  return options.plugin.response(response, streamed ? null : body ? decoder.decode(body) : "");
+  return options.plugin.response(response, streamed ? null : body ?? EMPTY);
 }
 
 function isJson(contentType: string | null): boolean {

@@ -3,17 +3,13 @@
  * made up is ever written raw (a CR/LF in a method or header would split the request: smuggling).
  */
 import { InvalidUpstreamRequest } from "../../core/errors.ts";
+import { isFieldValue, isToken } from "../../core/http_syntax.ts";
+
+export { isFieldValue, isToken };
 import { connectionListed, CREDENTIAL_HEADERS, isForwardedRequestHeader } from "../headers.ts";
 
-/** RFC 9110 §5.6.2 token: what a method and a header name must be. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A field value: visible characters, spaces, tabs and obs-text; never CR, LF or NUL. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** A request target: visible ASCII only (the URL serializer percent-encodes the rest). */
 const TARGET = /^\/[\x21-\x7e]*$/;
-
-export const isToken = (text: string): boolean => TOKEN.test(text);
-export const isFieldValue = (text: string): boolean => FIELD_VALUE.test(text);
 
 const encoder = new TextEncoder();
 const NON_ASCII = /[^ -~\t\r\n]/;
