@@ -9,19 +9,20 @@ import { encodeFrame, FrameReader, type FromLua, type ToLua } from "./frames.ts"
 import { LuaError, LuaState } from "./lua_state.ts";
 
 export async function runLuaChild(): Promise<void> {
-  const writer = Deno.stdout.writable.getWriter();
-  // One write at a time, in order: a log line never interleaves with a result.
-  let writing = Promise.resolve();
+  // Plain reads and synchronous writes on the pipes: no stream machinery on a path taken twice per request.
+  // Frames are small and the bridge reads them at once, so a write never waits long.
   const send = (message: FromLua) => {
     const frame = encodeFrame(message);
-    writing = writing.then(() => writer.write(frame));
-    return writing;
+    for (let written = 0; written < frame.length;) written += Deno.stdout.writeSync(frame.subarray(written));
   };
   const frames = new FrameReader();
+  const buffer = new Uint8Array(256 * 1024);
   let state: LuaState | undefined;
   let timeoutMs = 1000;
-  for await (const chunk of Deno.stdin.readable) {
-    for (const message of frames.push<ToLua>(chunk)) {
+  for (;;) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) return;
+    for (const message of frames.push<ToLua>(buffer.slice(0, n))) {
       if (message.type === "init") {
         try {
           timeoutMs = message.timeoutMs;
@@ -29,19 +30,19 @@ export async function runLuaChild(): Promise<void> {
             type: "module",
           });
           watchdog.postMessage({ limitBytes: message.memoryLimitBytes });
-          state = new LuaState({ ...message, print: (line) => void send({ type: "log", line }) });
-          await send({ type: "ready" });
+          state = new LuaState({ ...message, print: (line) => send({ type: "log", line }) });
+          send({ type: "ready" });
         } catch (error) {
-          await send({ type: "failed", message: (error as Error).message });
+          send({ type: "failed", message: (error as Error).message });
         }
         continue;
       }
       try {
         if (!state) throw new LuaError("The Lua state is not ready");
         const values = state.call(message.name, message.argument, message.results, timeoutMs);
-        await send({ type: "result", id: message.id, values });
+        send({ type: "result", id: message.id, values });
       } catch (error) {
-        await send({ type: "error", id: message.id, message: (error as Error).message });
+        send({ type: "error", id: message.id, message: (error as Error).message });
       }
     }
   }

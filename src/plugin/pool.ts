@@ -127,20 +127,19 @@ class LuaProcess {
       .catch(() => {});
     const frames = new FrameReader();
     let started = false;
-    this.#process.stdout.pipeTo(
-      new WritableStream({
-        write: (chunk) => {
-          for (const message of frames.push<FromLua>(chunk)) {
-            if (message.type === "ready") {
-              started = true;
-              ready();
-            } else if (message.type === "failed") ready(message.message);
-            else if (message.type === "log") options.log.info("lua", { print: message.line });
-            else this.#settle(message);
-          }
-        },
-      }),
-    ).catch(() => {});
+    const stdout = this.#process.stdout;
+    (async () => {
+      for await (const chunk of stdout) {
+        for (const message of frames.push<FromLua>(chunk)) {
+          if (message.type === "ready") {
+            started = true;
+            ready();
+          } else if (message.type === "failed") ready(message.message);
+          else if (message.type === "log") options.log.info("lua", { print: message.line });
+          else this.#settle(message);
+        }
+      }
+    })().catch(() => {});
     this.#process.status.then((status) => {
       this.#dead = true;
       if (!started) return ready(stderr.trim() || `the Lua process exited with status ${status.code}`);
