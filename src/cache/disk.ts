@@ -6,10 +6,10 @@
  *   the version and part count of a larger one;
  * - ["cache", "p", key, version, n]: the parts of a larger answer, written before the index entry that names
  *   their version, so a crash mid-write leaves no visible partial entry (orphan parts expire on their own);
- * - ["cache", "o", storedAt, key]: the order of storing, so the oldest are found without reading everything.
- *   Exactly one per entry, and never expired by KV itself: only this tier removes one, in the same atomic
- *   commit that changes the count;
- * - ["cache", "n"]: the entry count (a KV sum, exact with several writers) = the number of order keys;
+ * - ["cache", "o", storedAt, key]: the order of storing, so the oldest are found without reading everything;
+ *   its value is the entry's size. Exactly one per entry, and never expired by KV itself: only this tier removes
+ *   one, in the same atomic commit that changes the count and the bytes;
+ * - ["cache", "n"], ["cache", "b"]: the entry count and their bytes (KV sums, exact with several writers);
  * - ["cache", "format"]: the layout's version; a store of another version is emptied at open.
  * Every read checks the stored `expiresAt` (KV's `expireIn` is only swept now and then); a corrupt or
  * incomplete entry reads as a miss. KV may drop an expired index entry on its own (it sweeps them at open): its
@@ -31,6 +31,8 @@ interface IndexEntry {
   storedAt: number;
   expiresAt: number;
   size: number;
+  /** The request's model, for a purge by model. */
+  model?: string;
   /** The whole encoded answer, when it fits. */
   inline?: Uint8Array<ArrayBuffer>;
   version?: string;
@@ -39,6 +41,8 @@ interface IndexEntry {
 
 export interface DiskTierOptions {
   maxEntries: number;
+  /** The most bytes the stored answers may hold (`--cache-max-bytes`). @default Infinity */
+  maxBytes?: number;
   /** Wall-clock time in epoch ms. */
   /** Epoch ms for expiry. @default wallClock */
   clock?: Clock;
@@ -49,11 +53,20 @@ export interface DiskTierOptions {
 }
 
 const COUNT_KEY = ["cache", "n"];
+const BYTES_KEY = ["cache", "b"];
 const FORMAT_KEY = ["cache", "format"];
-/** The layout's version: 2 since order keys stopped expiring and the count became a KV sum. */
-export const DISK_FORMAT = 2;
+/**
+ * The layout's version: 2 since order keys stopped expiring and the count became a KV sum; 3 since order keys
+ * hold the size, the bytes are summed and entries name their model.
+ */
+export const DISK_FORMAT = 3;
 const ONE = 1n;
 const MINUS_ONE = 0xffff_ffff_ffff_ffffn; // KV sums of 64-bit counters wrap around 2^64
+/** A signed change as a KV sum operand (mod 2^64). */
+const delta = (n: number) => BigInt.asUintN(64, BigInt(n));
+
+/** Which entries a purge removes: all, those of a model, or one key. */
+export type PurgeFilter = { all: true } | { model: string } | { key: string };
 
 /** How a removal pass went: entries removed, and order keys whose entry KV had already expired. */
 interface Removed {
@@ -63,17 +76,19 @@ interface Removed {
 
 export class DiskTier {
   #count: number;
+  #bytes: number;
   readonly #clock: Clock;
   #trimming: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly kv: Deno.Kv,
-    count: number,
+    [count, bytes]: [number, number],
     readonly options: DiskTierOptions,
     /** Entries of another layout version dropped at open. */
     readonly droppedAtOpen: number,
   ) {
     this.#count = count;
+    this.#bytes = bytes;
     this.#clock = options.clock ?? wallClock;
   }
 
@@ -85,7 +100,7 @@ export class DiskTier {
       dropped = await dropAll(kv);
       await kv.set(FORMAT_KEY, DISK_FORMAT);
     }
-    return new DiskTier(kv, await storedCount(kv), options, dropped);
+    return new DiskTier(kv, await storedTotals(kv), options, dropped);
   }
 
   /** Resolves once the trims and sweeps under way are done. */
@@ -95,6 +110,15 @@ export class DiskTier {
 
   get count(): number {
     return this.#count;
+  }
+
+  /** Bytes the stored answers hold (their encoded size). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  #over(): boolean {
+    return this.#count > this.options.maxEntries || this.#bytes > (this.options.maxBytes ?? Infinity);
   }
 
   async get(key: string): Promise<CachedAnswer | undefined> {
@@ -122,7 +146,12 @@ export class DiskTier {
     const bytes = encodeAnswer(answer);
     const margin = this.options.kvExpiryMarginMs ?? EXPIRY_MARGIN_MS;
     const expireIn = Math.max(1000, answer.expiresAt - this.#clock.now() + margin);
-    const index: IndexEntry = { storedAt: answer.storedAt, expiresAt: answer.expiresAt, size: bytes.length };
+    const index: IndexEntry = {
+      storedAt: answer.storedAt,
+      expiresAt: answer.expiresAt,
+      size: bytes.length,
+      model: answer.model,
+    };
     if (bytes.length <= PART_BYTES) {
       index.inline = bytes;
     } else {
@@ -145,26 +174,29 @@ export class DiskTier {
     const op = this.kv.atomic()
       .check(previous)
       .set(indexKey, index, { expireIn })
-      .set(["cache", "o", answer.storedAt, key], true);
+      .set(["cache", "o", answer.storedAt, key], bytes.length)
+      .sum(BYTES_KEY, delta(bytes.length - (previous.value?.size ?? 0)));
     if (previous.value) op.delete(["cache", "o", previous.value.storedAt, key]);
     else op.sum(COUNT_KEY, ONE);
     if (!(await op.commit()).ok) return; // another writer stored the same answer meanwhile: theirs stands
     if (!previous.value) this.#count++;
+    this.#bytes += bytes.length - (previous.value?.size ?? 0);
     if (previous.value?.version) await this.#deleteParts(key, previous.value);
-    if (this.#count > this.options.maxEntries) await this.trim();
+    if (this.#over()) await this.trim();
   }
 
-  /** Removes the oldest entries until at most `--cache-max-entries` remain. */
+  /** Removes the oldest entries until at most `--cache-max-entries` remain, holding at most `--cache-max-bytes`. */
   trim(): Promise<void> {
     // One trim at a time: concurrent ones would remove the same oldest entries twice over.
     this.#trimming = this.#trimming.then(async () => {
       // Order keys of entries KV expired on its own come first (they are the oldest): they free count, not answers.
-      for (let excess = this.#count - this.options.maxEntries; excess > 0;) {
+      while (this.#over()) {
+        // Over the count, that many; over the bytes only, a batch at a time.
+        const excess = Math.max(1, Math.min(500, this.#count - this.options.maxEntries));
         const { removed, gone } = await this.#removeOldest(excess, Infinity);
         this.options.onRemoved?.(removed, "evicted");
         if (gone) this.options.onRemoved?.(gone, "expired");
         if (removed + gone === 0) break;
-        excess = this.#count - this.options.maxEntries;
       }
     });
     return this.#trimming;
@@ -178,8 +210,8 @@ export class DiskTier {
       const pass = await this.#removeOldest(Infinity, this.#clock.now() - ttlMs + 1);
       removed = pass.removed + pass.gone;
       this.options.onRemoved?.(removed, "expired");
-      // Reconcile with the stored sum (another process may share the store).
-      this.#count = await storedCount(this.kv);
+      // Reconcile with the stored sums (another process may share the store).
+      [this.#count, this.#bytes] = await storedTotals(this.kv);
     }));
     return removed;
   }
@@ -187,11 +219,11 @@ export class DiskTier {
   async #removeOldest(limit: number, storedBefore: number): Promise<Removed> {
     let removed = 0;
     let gone = 0;
-    const entries = this.kv.list<boolean>(
+    const entries = this.kv.list<number>(
       { prefix: ["cache", "o"], end: ["cache", "o", Math.min(storedBefore, Number.MAX_VALUE)] },
       { limit: limit === Infinity ? undefined : limit, batchSize: 500 },
     );
-    for await (const { key: orderKey } of entries) {
+    for await (const { key: orderKey, value: size } of entries) {
       const [, , storedAt, key] = orderKey as [string, string, number, string];
       const indexKey = ["cache", "i", key];
       const index = await this.kv.get<IndexEntry>(indexKey);
@@ -200,15 +232,49 @@ export class DiskTier {
       // already expired its index entry, only the order key and its count are left to remove.
       const current = index.value?.storedAt === storedAt;
       if (current) op.delete(indexKey);
-      if (current || !index.value) op.sum(COUNT_KEY, MINUS_ONE);
+      if (current || !index.value) op.sum(COUNT_KEY, MINUS_ONE).sum(BYTES_KEY, delta(-size));
       if (!(await op.commit()).ok) continue;
-      if (current || !index.value) this.#count = Math.max(0, this.#count - 1);
+      if (current || !index.value) {
+        this.#count = Math.max(0, this.#count - 1);
+        this.#bytes = Math.max(0, this.#bytes - size);
+      }
       if (current) {
         removed++;
         if (index.value!.version) await this.#deleteParts(key, index.value!);
       } else if (!index.value) gone++;
     }
     return { removed, gone };
+  }
+
+  /**
+   * Removes the entries `filter` names (all of them, a model's, or one key); returns how many. Runs after the
+   * trims and sweeps under way.
+   */
+  purge(filter: PurgeFilter): Promise<number> {
+    const run = this.#trimming.then(async () => {
+      let purged = 0;
+      const keys = "key" in filter ? [filter.key] : (async function* (kv: Deno.Kv) {
+        for await (const { key } of kv.list({ prefix: ["cache", "i"] }, { batchSize: 500 })) {
+          yield key[2] as string;
+        }
+      })(this.kv);
+      for await (const key of keys) {
+        const indexKey = ["cache", "i", key];
+        const index = await this.kv.get<IndexEntry>(indexKey);
+        if (!index.value || ("model" in filter && index.value.model !== filter.model)) continue;
+        const done = await this.kv.atomic().check(index).delete(indexKey)
+          .delete(["cache", "o", index.value.storedAt, key])
+          .sum(COUNT_KEY, MINUS_ONE).sum(BYTES_KEY, delta(-index.value.size)).commit();
+        if (!done.ok) continue;
+        purged++;
+        this.#count = Math.max(0, this.#count - 1);
+        this.#bytes = Math.max(0, this.#bytes - index.value.size);
+        if (index.value.version) await this.#deleteParts(key, index.value);
+      }
+      return purged;
+    });
+    this.#trimming = run.then(() => {}, () => {});
+    return run;
   }
 
   async #deleteParts(key: string, index: IndexEntry): Promise<void> {
@@ -222,9 +288,11 @@ export class DiskTier {
   }
 }
 
-async function storedCount(kv: Deno.Kv): Promise<number> {
-  const count = await kv.get<Deno.KvU64>(COUNT_KEY);
-  return count.value instanceof Deno.KvU64 ? Number(count.value.value) : 0;
+async function storedTotals(kv: Deno.Kv): Promise<[number, number]> {
+  const [count, bytes] = await kv.getMany<[Deno.KvU64, Deno.KvU64]>([COUNT_KEY, BYTES_KEY]);
+  const number = (entry: Deno.KvEntryMaybe<Deno.KvU64>) =>
+    entry.value instanceof Deno.KvU64 ? Number(BigInt.asIntN(64, entry.value.value)) : 0;
+  return [Math.max(0, number(count)), Math.max(0, number(bytes))];
 }
 
 /** Deletes every key of the tier (another format's); returns how many answers there were. */

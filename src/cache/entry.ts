@@ -18,6 +18,8 @@ export interface CachedAnswer {
   readonly expiresAt: number;
   /** Tokens the upstream spent on it (from its usage), counted as saved on every hit. */
   readonly tokens: number;
+  /** The request's model, for a purge by model. */
+  readonly model?: string;
 }
 
 type Head = Omit<CachedAnswer, "body">;
@@ -36,6 +38,7 @@ export function storedAnswer(
   format: StreamFormat | undefined,
   body: Uint8Array<ArrayBuffer>,
   ttlMs: number,
+  model?: string,
 ): CachedAnswer {
   const headers: [string, string][] = [];
   responseHeaders.forEach((value, name) => STORED_HEADERS.has(name) && headers.push([name, value]));
@@ -48,6 +51,7 @@ export function storedAnswer(
     storedAt: now,
     expiresAt: now + ttlMs,
     tokens: answerTokens(format, body),
+    model,
   };
 }
 

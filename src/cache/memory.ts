@@ -57,6 +57,18 @@ export class MemoryTier {
     this.#lru.delete(key);
   }
 
+  /** Removes the entries `matches` picks; returns how many. */
+  purge(matches: (key: string, answer: CachedAnswer) => boolean): number {
+    let purged = 0;
+    for (const [key, answer] of [...this.#lru.entries()]) {
+      if (matches(key, answer)) {
+        this.#lru.delete(key);
+        purged++;
+      }
+    }
+    return purged;
+  }
+
   /** The least recently used key: the one the next insertion would push out when memory is full. */
   coldest(): string | undefined {
     for (const key of this.#lru.rkeys()) return key;

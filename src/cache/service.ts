@@ -11,7 +11,7 @@ import type { ProxyRequest } from "../core/request.ts";
 import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
 import { monotonicClock } from "../core/time.ts";
-import { DiskTier } from "./disk.ts";
+import { DiskTier, type PurgeFilter } from "./disk.ts";
 import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, type FlightHead, Flights } from "./flight.ts";
@@ -25,6 +25,8 @@ export interface CacheControl {
   noCache: boolean;
   /** `Cache-Control: no-store`: do not store this answer. */
   noStore: boolean;
+  /** The request's model, kept with the answer (for a purge by model). */
+  model?: string;
 }
 
 /** An answer larger than this is served but not stored. */
@@ -57,6 +59,8 @@ export class CacheService {
   static async open(settings: CacheSettings, metrics: BridgeMetrics, log: Logger): Promise<CacheService> {
     const path = join(settings.dir, "cache.kv");
     const kv = await openPrivateKv(settings.dir, "cache.kv", log);
+    // While this file names a live process, `deno task cache:purge` and `cache:compact` keep their hands off.
+    await Deno.writeTextFile(join(settings.dir, "bridge.pid"), String(Deno.pid), { mode: 0o600 });
     const promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
     const memory = new MemoryTier({
       maxEntries: settings.memoryEntries,
@@ -68,6 +72,7 @@ export class CacheService {
     });
     const disk = await DiskTier.open(kv, {
       maxEntries: settings.maxEntries,
+      maxBytes: settings.maxBytes,
       onRemoved: (count, why) =>
         why === "evicted" && count && metrics.cacheEvictions.inc({ tier: "disk" }, count),
     });
@@ -86,7 +91,8 @@ export class CacheService {
   prepare(request: ProxyRequest): ({ key: string } & CacheControl) | undefined {
     if (!isCacheable(request)) return undefined;
     const tenant = this.settings.sharedAcrossTenants ? "" : request.tenant;
-    return { key: cacheKey(request, tenant), ...cacheControl(request.headers) };
+    const model = typeof request.json?.model === "string" ? request.json.model : undefined;
+    return { key: cacheKey(request, tenant), ...cacheControl(request.headers), model };
   }
 
   /** Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. */
@@ -103,7 +109,7 @@ export class CacheService {
     const answered = flight && !this.#unstored.has(flight) ? flight.answered : undefined;
     if (answered && this.#storable(answered.head, answered.body)) {
       this.#count("HIT-MEMORY");
-      return replay(this.#toStore(answered.head, answered.body), "HIT-MEMORY");
+      return replay(this.#toStore(answered.head, answered.body, control.model), "HIT-MEMORY");
     }
     if (!flight && !control.noCache) {
       const hit = await this.tiers.lookup(key);
@@ -150,11 +156,46 @@ export class CacheService {
     await Promise.race([written, new Promise((resolve) => timer = setTimeout(resolve, withinMs))]);
     clearTimeout(timer);
     this.kv.close();
+    await Deno.remove(join(this.settings.dir, "bridge.pid")).catch(() => {});
   }
 
   #count(outcome: CacheOutcome): void {
     this.metrics.cacheRequests.inc({ result: outcome });
+    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
   }
+
+  /** Removes the answers `filter` names (all, a model's, one key) from both tiers; returns how many. */
+  async purge(filter: PurgeFilter): Promise<{ memory: number; disk: number }> {
+    const memory = this.tiers.memory.purge((key, answer) =>
+      "all" in filter || ("model" in filter ? answer.model === filter.model : key === filter.key)
+    );
+    return { memory, disk: await this.tiers.disk.purge(filter) };
+  }
+
+  /** What /admin/cache/stats shows: entries, bytes, hit ratios per tier, the promotion threshold. */
+  stats(): Record<string, unknown> {
+    const count = (outcome: CacheOutcome) => this.outcomes.get(outcome) ?? 0;
+    const lookups = count("HIT-MEMORY") + count("HIT-DISK") + count("MISS") + count("COALESCED");
+    const ratio = (hits: number) => lookups ? hits / lookups : 0;
+    return {
+      entries: { memory: this.tiers.memory.size, disk: this.tiers.disk.count },
+      bytes: {
+        memory: this.tiers.memory.bytes,
+        disk: this.tiers.disk.bytes,
+        maxDisk: this.settings.maxBytes,
+      },
+      hitRatio: {
+        memory: ratio(count("HIT-MEMORY")),
+        disk: ratio(count("HIT-DISK")),
+        total: ratio(count("HIT-MEMORY") + count("HIT-DISK")),
+      },
+      requests: Object.fromEntries(this.outcomes),
+      promotionThreshold: this.tiers.promotion.threshold,
+    };
+  }
+
+  /** How many requests had each outcome since start (for /admin/cache/stats). */
+  readonly outcomes = new Map<CacheOutcome, number>();
 
   async #store(key: string, flight: Flight, complete: boolean, control: CacheControl): Promise<void> {
     if (!complete || control.noStore || !flight.storable) return;
@@ -162,7 +203,7 @@ export class CacheService {
     const body = flight.recorded;
     if (head.closeFramed && head.status < 300) this.metrics.closeFramedAnswers.inc();
     if (!this.#storable(head, body)) return;
-    await this.tiers.store(key, this.#toStore(head, body));
+    await this.tiers.store(key, this.#toStore(head, body, control.model));
   }
 
   /** Whether a whole answer may be stored (and served again): 2xx, within bounds, framed, complete. */
@@ -172,8 +213,8 @@ export class CacheService {
     return !head.closeFramed && isCompleteAnswer(head.format, body);
   }
 
-  #toStore(head: FlightHead, body: Uint8Array<ArrayBuffer>): CachedAnswer {
-    return storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs);
+  #toStore(head: FlightHead, body: Uint8Array<ArrayBuffer>, model: string | undefined): CachedAnswer {
+    return storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs, model);
   }
 }
 

@@ -154,6 +154,12 @@ function buildProgram(): Command {
       65535,
     ),
     flag(
+      "--cache-max-bytes <bytes>",
+      "disk-tier bytes, oldest evicted first, 1MiB-16TiB",
+      byteSize(1024 ** 2, 16 * 1024 ** 4),
+      "1GiB",
+    ),
+    flag(
       "--cache-hot-threshold <n>",
       "reads per minute that promote a disk entry to memory (a starting value: it adapts), 1-100000",
       integerIn(1, 100_000),
@@ -184,6 +190,10 @@ function buildProgram(): Command {
       "file with client access keys, 'label:key' or 'key' per line (re-read on SIGHUP)",
     ),
     flag("--metrics-key <key>", "require 'Authorization: Bearer <key>' on /metrics"),
+    flag(
+      "--admin-key <key>",
+      "enable /admin/cache/purge and /admin/cache/stats for 'Authorization: Bearer <key>'",
+    ),
     flag("--cache-shared-across-tenants", "let tenants share cached answers (off: each tenant has its own)"),
     flag(
       "--enable-async-request",
@@ -326,6 +336,9 @@ export function parseConfig(
       dir: o.cacheDir,
       ttlMs: o.cacheTtl,
       maxEntries: o.cacheMaxEntries,
+      maxBytes: typeof o.cacheMaxBytes === "string"
+        ? byteSize(0, Infinity)(o.cacheMaxBytes)
+        : o.cacheMaxBytes,
       hotThreshold: o.cacheHotThreshold,
       memoryEntries: o.cacheMemoryEntries,
       sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
@@ -340,6 +353,7 @@ export function parseConfig(
       accessKeys: Object.freeze(o.accessKey ?? []),
       accessKeysFile: o.accessKeysFile,
       metricsKey: o.metricsKey,
+      adminKey: o.adminKey,
       sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
     }),
     async: !o.enableAsyncRequest

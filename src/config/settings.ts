@@ -13,6 +13,8 @@ export interface CacheSettings {
   readonly dir: string;
   readonly ttlMs: number;
   readonly maxEntries: number;
+  /** `--cache-max-bytes`: the most bytes the disk tier's answers may hold. */
+  readonly maxBytes: number;
   readonly hotThreshold: number;
   readonly memoryEntries: number;
   readonly memoryBytes: number;
@@ -46,6 +48,8 @@ export interface SharedSettings {
   /** Client access keys, `label:key` or `key`, from `--access-key`. */
   readonly accessKeys: readonly string[];
   readonly accessKeysFile?: string;
+  /** Bearer key of the /admin endpoints (`--admin-key`); they are off without one. */
+  readonly adminKey?: string;
   /** Bearer key that `/metrics` requires, if set. */
   readonly metricsKey?: string;
   /** Tenants share cached answers (off: each tenant has its own). */

@@ -18,6 +18,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "../observe/log.ts";
 import { BridgeMetrics } from "../observe/metrics.ts";
 import { accessLog } from "./access_log.ts";
+import { adminRoutes } from "./admin.ts";
 import { pathGuard } from "./path_guard.ts";
 import { readRequest } from "./read_request.ts";
 import { proxyHandler } from "./proxy_handler.ts";
@@ -57,6 +58,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     ...keys.apiKeys,
     ...keys.accessKeys.map((entry) => entry.key),
     config.shared.metricsKey,
+    config.shared.adminKey,
     config.upstreamBasicAuth,
     ...basicAuthParts(config.upstreamBasicAuth),
   ]);
@@ -113,6 +115,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     if (metricsAccess && !metricsAccess.identify(presentedKey(c.req.raw.headers))) throw new InvalidApiKey();
     return c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType });
   });
+  adminRoutes(app, config.shared.adminKey, cache);
   // The proxy steps, in the order of DESIGN §3: access key, request reading, the plugin's request hook; then the
   // handler: async gate, cache and coalescing, upstream; the think filter and response hook on the way out.
   // Without a plugin only /v1 and /api are proxied; the plugin's request hook sees every other path too (the

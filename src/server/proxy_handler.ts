@@ -43,8 +43,8 @@ async function answerFor(request: ProxyRequest, options: ProxyHandlerOptions): P
   const { cache } = options;
   const lookup = cache?.prepare(request);
   if (cache && lookup) {
-    const { key, noCache, noStore } = lookup;
-    return cache.answer(key, { noCache, noStore }, () => options.upstream.send(request));
+    const { key, ...control } = lookup;
+    return cache.answer(key, control, () => options.upstream.send(request));
   }
   const exchange = await options.upstream.send(request);
   if (cache) exchange.response.headers.set("x-cache", "BYPASS");
