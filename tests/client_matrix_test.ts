@@ -6,7 +6,7 @@
  */
 import OpenAI from "openai";
 import { Ollama } from "ollama";
-import { embed, generateObject, generateText, jsonSchema, streamText } from "ai";
+import { embed, generateObject, generateText, jsonSchema, streamText, tool } from "ai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { assert, assertEquals, waitFor } from "./assert.ts";
 import { startTestBridge, tempCacheDir, type TestBridge } from "./harness.ts";
@@ -31,6 +31,17 @@ const TOOL_ANSWER = JSON.stringify({
     finish_reason: "tool_calls",
   }],
   usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+});
+
+const OLLAMA_TOOL_ANSWER = JSON.stringify({
+  model: "m",
+  created_at: "2026-01-01T00:00:00Z",
+  message: {
+    role: "assistant",
+    content: "",
+    tool_calls: [{ function: { name: "weather", arguments: { city: "Paris" } } }],
+  },
+  done: true,
 });
 
 /** Runs `call` against the upstream directly and through the bridge; returns both results. */
@@ -173,6 +184,24 @@ Deno.test("client matrix: ollama-js gives the same results through the bridge", 
     async (base) => (await client(base).embed({ model: "e", input: "x" })).embeddings,
   );
   assertEquals(embB, embA);
+  const [toolA, toolB] = await both(t, async (base) => {
+    t.upstream.plan({
+      body: OLLAMA_TOOL_ANSWER,
+      status: 200,
+      headers: { "content-type": "application/json" },
+    });
+    const answer = await client(base).chat({
+      model: "m",
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [{
+        type: "function",
+        function: { name: "weather", description: "w", parameters: { type: "object", properties: {} } },
+      }],
+    });
+    return answer.message.tool_calls;
+  });
+  assertEquals(toolB, toolA);
+  assertEquals(toolA?.[0].function.name, "weather");
   for (const status of [401, 429, 500]) {
     const [errA, errB] = await both(t, (base) => {
       t.upstream.plan({ status, body: JSON.stringify({ error: `planned ${status}` }) });
@@ -249,6 +278,23 @@ Deno.test("client matrix: the AI SDK (openai-compatible provider) gives the same
     async (base) => (await embed({ model: embedder(base), value: "x", maxRetries: 0 })).embedding,
   );
   assertEquals(embB, embA);
+  const [toolA, toolB] = await both(t, async (base) => {
+    t.upstream.plan({ body: TOOL_ANSWER, status: 200, headers: { "content-type": "application/json" } });
+    const result = await generateText({
+      model: model(base),
+      prompt: "weather?",
+      maxRetries: 0,
+      tools: {
+        weather: tool({
+          description: "w",
+          inputSchema: jsonSchema({ type: "object", properties: { city: { type: "string" } } }),
+        }),
+      },
+    });
+    return result.toolCalls.map((call) => ({ name: call.toolName, input: call.input }));
+  });
+  assertEquals(toolB, toolA);
+  assertEquals(toolA, [{ name: "weather", input: { city: "Paris" } }]);
   for (const status of [401, 429, 500]) {
     const [errA, errB] = await both(t, (base) => {
       t.upstream.plan({ status });

@@ -3,6 +3,7 @@
  * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
+import { parseObject } from "./_json.ts";
 import type { ThinkSettings } from "../config/index.ts";
 import type { EndpointKind } from "../core/endpoints.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
@@ -248,15 +249,6 @@ function asEvent(chunk: Json): SseEvent {
 
 function join(a: ThinkOutput, b: ThinkOutput): ThinkOutput {
   return { content: a.content + b.content, reasoning: a.reasoning + b.reasoning };
-}
-
-function parseObject(text: string): Json | undefined {
-  try {
-    const value = JSON.parse(text);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Whether `pattern` occurs in `bytes` (no decoding: most answers have no tag at all). */

@@ -5,6 +5,7 @@
  * `output_item.done` and `response.completed` events (each filtered whole: the same result as the deltas).
  * Reasoning the upstream reports in items of its own is left alone.
  */
+import { parseObject } from "./_json.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
 import { sseChunkMapper, type SseEvent } from "../stream/sse.ts";
 import { filterThink, ThinkFilter, type ThinkFilterOptions } from "./think.ts";
@@ -114,13 +115,4 @@ export function responsesFilter(options: ThinkFilterOptions): ResponsesFilter {
 
 function asEvent(data: Json): SseEvent {
   return { event: String(data.type), data: JSON.stringify(data) };
-}
-
-function parseObject(text: string): Json | undefined {
-  try {
-    const value = JSON.parse(text);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
 }
