@@ -45,13 +45,15 @@ async function peakRss<T>(pid: number, work: () => Promise<T>): Promise<[number,
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   })();
+  let result: T;
   try {
-    const result = await work();
-    return [peak, result];
+    result = await work();
   } finally {
     running = false;
     await sampling;
   }
+  if (peak === 0) throw new Error(`could not read /proc/${pid}/status: the memory bound was not measured`);
+  return [peak, result];
 }
 
 const CHAT_STREAM = JSON.stringify({

@@ -95,7 +95,7 @@ Deno.test("an upstream slower than --timeout answers 504", async () => {
   assertEquals(response.status, 504);
   assertEquals((await response.json()).error.code, "upstream_timeout");
   // Not before the timeout, and well before the upstream's answer (a generous bound on a shared machine).
-  assert(elapsed >= 1000 && elapsed < 2400, `answered after ${elapsed.toFixed(0)} ms`);
+  assert(elapsed >= 1000 && elapsed < 5000, `answered after ${elapsed.toFixed(0)} ms`);
 });
 
 Deno.test("malformed JSON on a JSON endpoint answers 400 without calling the upstream", async () => {
