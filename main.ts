@@ -20,7 +20,7 @@ function readConfig(): Config {
 
 // The compiled binary is also its own Lua plugin process (src/plugin/pool.ts starts it with this flag).
 if (Deno.args[0] === "--lua-child") {
-  await runLuaChild();
+  runLuaChild();
   Deno.exit(0);
 }
 
