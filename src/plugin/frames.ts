@@ -32,17 +32,42 @@ const BYTES = "\u0000bytes";
 export function encodeFrame(message: ToLua | FromLua): Uint8Array {
   const blobs: Uint8Array[] = [];
   let offset = 0;
-  const head = encoder.encode(JSON.stringify(message, (_key, value) => {
-    if (!(value instanceof Uint8Array)) return value;
-    blobs.push(value);
-    offset += value.length;
-    return { [BYTES]: [offset - value.length, value.length] };
-  }));
+  // A walk that swaps byte strings for references (a JSON.stringify replacer costs more per call).
+  const swap = (value: unknown): unknown => {
+    if (value instanceof Uint8Array) {
+      blobs.push(value);
+      offset += value.length;
+      return { [BYTES]: [offset - value.length, value.length] };
+    }
+    if (Array.isArray(value)) return value.map(swap);
+    if (value && typeof value === "object") {
+      const out: Record<string, unknown> = {};
+      for (const key in value) out[key] = swap((value as Record<string, unknown>)[key]);
+      return out;
+    }
+    return value;
+  };
+  const head = encoder.encode(JSON.stringify(swap(message)));
   const prefix = new Uint8Array(8);
   const view = new DataView(prefix.buffer);
   view.setUint32(0, head.length);
   view.setUint32(4, offset);
   return concatBytes([prefix, head, ...blobs]);
+}
+
+/** Puts the byte strings a head refers to back in place. */
+function restore(value: unknown, bytes: Uint8Array): unknown {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = restore(value[i], bytes);
+    return value;
+  }
+  if (value && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    const ref = record[BYTES];
+    if (Array.isArray(ref)) return bytes.subarray(ref[0], ref[0] + ref[1]);
+    for (const key in record) record[key] = restore(record[key], bytes);
+  }
+  return value;
 }
 
 /** Collects frames from a byte stream, whatever the chunk boundaries. */
@@ -59,11 +84,8 @@ export class FrameReader {
       const bytesLength = view.getUint32(4);
       const end = 8 + headLength + bytesLength;
       if (this.#buffer.length < end) break;
-      const bytes = this.#buffer.slice(8 + headLength, end);
-      frames.push(JSON.parse(decoder.decode(this.#buffer.subarray(8, 8 + headLength)), (_key, value) => {
-        const ref = value?.[BYTES];
-        return Array.isArray(ref) ? bytes.subarray(ref[0], ref[0] + ref[1]) : value;
-      }));
+      const head = JSON.parse(decoder.decode(this.#buffer.subarray(8, 8 + headLength)));
+      frames.push((bytesLength ? restore(head, this.#buffer.slice(8 + headLength, end)) : head) as T);
       this.#buffer = this.#buffer.subarray(end);
     }
     return frames;
