@@ -104,18 +104,17 @@ function changedRequest(request: ProxyRequest, table: Table): ProxyRequest {
     ? headersFrom(table.headers, request.headers)
     : request.headers;
   const changedBody = bodyOf(table.body);
-  const body = changedBody === undefined ? request.body : changedBody.length ? changedBody : null;
+  // The body the script handed back unchanged keeps its bytes and its parse (the common identity case).
+  const unchanged = changedBody === undefined ||
+    (request.body ? sameBytes(changedBody, request.body) : changedBody.length === 0);
+  const body = unchanged ? request.body : changedBody!.length ? changedBody! : null;
   const kind = endpointKind(method, path);
-  return {
-    ...request,
-    method,
-    path,
-    search,
-    headers,
-    body,
-    kind,
-    ...(kind ? parseJsonBody(body) : { json: undefined, inexactNumbers: undefined }),
-  };
+  const parsed = unchanged && kind === request.kind
+    ? { json: request.json, inexactNumbers: request.inexactNumbers }
+    : kind
+    ? parseJsonBody(body)
+    : { json: undefined, inexactNumbers: undefined };
+  return { ...request, method, path, search, headers, body, kind, ...parsed };
 }
 
 /** A path the script set, held to the same rules as a client's; a bad one is the script's failure (500). */
