@@ -43,7 +43,6 @@ export interface DiskTierOptions {
   maxEntries: number;
   /** The most bytes the stored answers may hold (`--cache-max-bytes`). @default Infinity */
   maxBytes?: number;
-  /** Wall-clock time in epoch ms. */
   /** Epoch ms for expiry. @default wallClock */
   clock?: Clock;
   /** How long after an entry's own expiry KV may drop it by itself. @default 60000 */
@@ -225,25 +224,37 @@ export class DiskTier {
     );
     for await (const { key: orderKey, value: size } of entries) {
       const [, , storedAt, key] = orderKey as [string, string, number, string];
-      const indexKey = ["cache", "i", key];
-      const index = await this.kv.get<IndexEntry>(indexKey);
-      const op = this.kv.atomic().check(index).delete(orderKey);
+      const index = await this.kv.get<IndexEntry>(["cache", "i", key]);
       // The entry goes if this order key is its current one (it may have been stored again since); if KV
       // already expired its index entry, only the order key and its count are left to remove.
-      const current = index.value?.storedAt === storedAt;
-      if (current) op.delete(indexKey);
-      if (current || !index.value) op.sum(COUNT_KEY, MINUS_ONE).sum(BYTES_KEY, delta(-size));
-      if (!(await op.commit()).ok) continue;
-      if (current || !index.value) {
-        this.#count = Math.max(0, this.#count - 1);
-        this.#bytes = Math.max(0, this.#bytes - size);
+      if (index.value && index.value.storedAt !== storedAt) {
+        await this.kv.atomic().check(index).delete(orderKey).commit();
+      } else if (await this.#remove(key, index, orderKey, size)) {
+        if (index.value) removed++;
+        else gone++;
       }
-      if (current) {
-        removed++;
-        if (index.value!.version) await this.#deleteParts(key, index.value!);
-      } else if (!index.value) gone++;
     }
     return { removed, gone };
+  }
+
+  /**
+   * Removes, in one commit, an entry (if KV has not expired it already) with its order key, its count and its
+   * bytes, then its parts; false if the entry changed meanwhile (nothing was removed).
+   */
+  async #remove(
+    key: string,
+    index: Deno.KvEntryMaybe<IndexEntry>,
+    orderKey: Deno.KvKey,
+    size: number,
+  ): Promise<boolean> {
+    const op = this.kv.atomic().check(index).delete(orderKey)
+      .sum(COUNT_KEY, MINUS_ONE).sum(BYTES_KEY, delta(-size));
+    if (index.value) op.delete(["cache", "i", key]);
+    if (!(await op.commit()).ok) return false;
+    this.#count = Math.max(0, this.#count - 1);
+    this.#bytes = Math.max(0, this.#bytes - size);
+    if (index.value?.version) await this.#deleteParts(key, index.value);
+    return true;
   }
 
   /**
@@ -259,17 +270,10 @@ export class DiskTier {
         }
       })(this.kv);
       for await (const key of keys) {
-        const indexKey = ["cache", "i", key];
-        const index = await this.kv.get<IndexEntry>(indexKey);
+        const index = await this.kv.get<IndexEntry>(["cache", "i", key]);
         if (!index.value || ("model" in filter && index.value.model !== filter.model)) continue;
-        const done = await this.kv.atomic().check(index).delete(indexKey)
-          .delete(["cache", "o", index.value.storedAt, key])
-          .sum(COUNT_KEY, MINUS_ONE).sum(BYTES_KEY, delta(-index.value.size)).commit();
-        if (!done.ok) continue;
-        purged++;
-        this.#count = Math.max(0, this.#count - 1);
-        this.#bytes = Math.max(0, this.#bytes - index.value.size);
-        if (index.value.version) await this.#deleteParts(key, index.value);
+        const orderKey = ["cache", "o", index.value.storedAt, key];
+        if (await this.#remove(key, index, orderKey, index.value.size)) purged++;
       }
       return purged;
     });

@@ -164,8 +164,9 @@ export class Flight {
     try {
       exchange = await start();
     } catch (error) {
-      this.#fail(asBridgeError(error));
-      this.#rejectHead(this.#error!);
+      const failure = asBridgeError(error);
+      this.#end("failed", failure);
+      this.#rejectHead(failure);
       return;
     }
     this.#exchange = exchange;
@@ -248,13 +249,6 @@ export class Flight {
     this.#error = error;
     this.#exchange?.release();
     this.#finish(state === "complete");
-    this.#wake();
-  }
-
-  #fail(error: BridgeError): void {
-    this.#state = "failed";
-    this.#error = error;
-    this.#finish(false);
     this.#wake();
   }
 
