@@ -56,6 +56,15 @@ export interface SharedSettings {
   readonly sharedAcrossTenants: boolean;
 }
 
+export interface AdmissionSettings {
+  /** Requests at the upstream at once; 0 = no cap. */
+  readonly maxInflight: number;
+  /** Requests that may wait for a slot; past it, 503. */
+  readonly queueSize: number;
+  /** The longest a request waits for a slot before a 503 (a 429 when it waited on its tenant's own cap). */
+  readonly queueTimeoutMs: number;
+}
+
 export interface LuaSettings {
   readonly script: string;
   /** 2^N Lua states. */
@@ -86,11 +95,7 @@ export interface Config {
   /** `--replicas-hint`: how many replicas share the limits (already divided into rateLimit and maxInflight). */
   readonly replicas: number;
   /** Fair share of the upstream: `--max-inflight`, `--queue-size`, `--queue-timeout`. */
-  readonly admission: {
-    readonly maxInflight: number;
-    readonly queueSize: number;
-    readonly queueTimeoutMs: number;
-  };
+  readonly admission: AdmissionSettings;
   readonly maxBodyBytes: number;
   readonly bodyReadTimeoutMs: number;
   readonly keepaliveIntervalMs: number;

@@ -8,17 +8,9 @@
  * Only real upstream calls take a slot: cache hits and requests that join an identical one never reach here.
  * The caps are per bridge process.
  */
+import type { AdmissionSettings } from "../config/index.ts";
 import { BridgeError } from "../core/errors.ts";
 import { type Cancellation, schedule, type Timer } from "../core/time.ts";
-
-export interface AdmissionSettings {
-  /** Requests at the upstream at once; 0 = no cap. */
-  readonly maxInflight: number;
-  /** Requests that may wait for a slot; past it, 503. */
-  readonly queueSize: number;
-  /** The longest a request waits for a slot before a 503 (a 429 when it waited on its tenant's own cap). */
-  readonly queueTimeoutMs: number;
-}
 
 /** A slot at the upstream: release it once, when the answer is over. */
 export interface Permit {
