@@ -111,15 +111,15 @@ export function answerFilter(
   const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
   const openingOnly = jsonMode(request);
   const tagPatterns = tagPatternsOf(settings);
+  const mayChange = (bytes: Uint8Array) => tagPatterns.some((pattern) => includesBytes(bytes, pattern));
   if (kind === "openai-responses") {
     const responses = responsesFilter({ tags: settings.tags, implicitOpen, openingOnly });
     return {
       get blocksRemoved() {
         return responses.blocksRemoved;
       },
-      mayChange: (bytes) => tagPatterns.some((pattern) => includesBytes(bytes, pattern)),
-      body: (bytes) =>
-        tagPatterns.some((pattern) => includesBytes(bytes, pattern)) ? responses.body(bytes) : bytes,
+      mayChange,
+      body: (bytes) => mayChange(bytes) ? responses.body(bytes) : bytes,
       stream: (format) =>
         format === "sse" ? responses.stream() : { feed: (chunk) => chunk, end: () => undefined },
     };
@@ -185,10 +185,10 @@ export function answerFilter(
       return blocks;
     },
 
-    mayChange: (bytes) => tagPatterns.some((pattern) => includesBytes(bytes, pattern)),
+    mayChange,
 
     body(bytes) {
-      if (!this.mayChange(bytes)) return bytes;
+      if (!mayChange(bytes)) return bytes;
       const text = decoder.decode(bytes);
       let answer: Json;
       try {
