@@ -18,7 +18,7 @@
 import { DiskTier } from "../cache/disk.ts";
 import { openPrivateKv } from "../cache/private_kv.ts";
 import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
-import { asBridgeError, BridgeError, errorShapeOf } from "../core/errors.ts";
+import { asBridgeError, errorShapeOf } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { CREDENTIAL_HEADERS } from "../upstream/headers.ts";
@@ -248,7 +248,7 @@ export class AsyncJobs {
       const format = streamFormat(response.headers.get("content-type"));
       return storedAnswer(response.status, response.headers, format, body, this.settings.resultTtlMs);
     } catch (error) {
-      const failure = error instanceof BridgeError ? error : asBridgeError(error);
+      const failure = asBridgeError(error);
       this.log.warn("async job failed upstream", { error: failure.message });
       const body = new TextEncoder().encode(failure.body(errorShapeOf(stored.path)));
       const headers = new Headers({ "content-type": "application/json" });
