@@ -15,3 +15,18 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffe
   }
   return out;
 }
+
+/** Where `pattern` (not empty) first occurs in `bytes` at or after `from`, or -1; no decoding. */
+export function indexOfBytes(bytes: Uint8Array, pattern: Uint8Array, from = 0): number {
+  const first = pattern[0];
+  for (
+    let i = bytes.indexOf(first, from);
+    i >= 0 && i <= bytes.length - pattern.length;
+    i = bytes.indexOf(first, i + 1)
+  ) {
+    let j = 1;
+    while (j < pattern.length && bytes[i + j] === pattern[j]) j++;
+    if (j === pattern.length) return i;
+  }
+  return -1;
+}

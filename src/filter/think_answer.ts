@@ -4,6 +4,7 @@
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
 import { parseObject } from "./_json.ts";
+import { indexOfBytes } from "../core/bytes.ts";
 import type { ThinkSettings } from "../config/index.ts";
 import type { EndpointKind } from "../core/endpoints.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
@@ -111,7 +112,8 @@ export function answerFilter(
   const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
   const openingOnly = jsonMode(request);
   const tagPatterns = tagPatternsOf(settings);
-  const mayChange = (bytes: Uint8Array) => tagPatterns.some((pattern) => includesBytes(bytes, pattern));
+  // Searched as bytes, without decoding: most answers have no tag at all.
+  const mayChange = (bytes: Uint8Array) => tagPatterns.some((pattern) => indexOfBytes(bytes, pattern) >= 0);
   if (kind === "openai-responses") {
     const responses = responsesFilter({ tags: settings.tags, implicitOpen, openingOnly });
     return {
@@ -249,19 +251,4 @@ function asEvent(chunk: Json): SseEvent {
 
 function join(a: ThinkOutput, b: ThinkOutput): ThinkOutput {
   return { content: a.content + b.content, reasoning: a.reasoning + b.reasoning };
-}
-
-/** Whether `pattern` occurs in `bytes` (no decoding: most answers have no tag at all). */
-function includesBytes(bytes: Uint8Array, pattern: Uint8Array): boolean {
-  const first = pattern[0];
-  for (
-    let i = bytes.indexOf(first);
-    i >= 0 && i <= bytes.length - pattern.length;
-    i = bytes.indexOf(first, i + 1)
-  ) {
-    let j = 1;
-    while (j < pattern.length && bytes[i + j] === pattern[j]) j++;
-    if (j === pattern.length) return true;
-  }
-  return false;
 }

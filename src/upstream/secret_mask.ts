@@ -4,7 +4,7 @@
  * bridge's clients. Headers are rewritten; a body is rewritten as it streams, holding back only a tail that could
  * be the start of a key (keys hold no line break, so an SSE event's end is never held).
  */
-import { concatBytes } from "../core/bytes.ts";
+import { concatBytes, indexOfBytes } from "../core/bytes.ts";
 
 const MASK = new TextEncoder().encode("***");
 
@@ -87,22 +87,9 @@ function startsWithTail(bytes: Uint8Array, secret: Uint8Array, length: number): 
 function replaceAll(bytes: Uint8Array, secret: Uint8Array): Uint8Array {
   let parts: Uint8Array[] | undefined;
   let from = 0;
-  for (
-    let at = bytes.indexOf(secret[0]);
-    at >= 0 && at + secret.length <= bytes.length;
-    at = bytes.indexOf(secret[0], at + 1)
-  ) {
-    let match = true;
-    for (let i = 1; i < secret.length; i++) {
-      if (bytes[at + i] !== secret[i]) {
-        match = false;
-        break;
-      }
-    }
-    if (!match) continue;
+  for (let at = indexOfBytes(bytes, secret); at >= 0; at = indexOfBytes(bytes, secret, from)) {
     (parts ??= []).push(bytes.subarray(from, at), MASK);
     from = at + secret.length;
-    at = from - 1;
   }
   if (!parts) return bytes;
   parts.push(bytes.subarray(from));
