@@ -177,7 +177,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   };
 }
 
-/** The user name and password inside a Basic credential, to mask them in logs wherever they appear. */
+/** The password inside a Basic credential, and the credential's base64 form: masked in logs wherever they appear. */
 function basicAuthParts(basic: string | undefined): string[] {
   if (!basic) return [];
   const userinfo = atob(basic.slice("Basic ".length));
