@@ -2,6 +2,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 import { sseData, startTestBridge, tempCacheDir } from "./harness.ts";
+import { response, ScriptedUpstream } from "./scripted_upstream.ts";
 
 const chat = (content = "hi", extra: Record<string, unknown> = {}) => ({
   model: "deepseek-r1:7b",
@@ -140,6 +141,38 @@ Deno.test("a cut stream and a 5xx are never stored", async () => {
   assertEquals([retried.status, retried.headers.get("x-cache")], [200, "MISS"]);
   await retried.body?.cancel();
   assertEquals(t.upstream.calls, 4);
+});
+
+Deno.test("a stream whose last message is JSON but no object (null, a number) is not stored; the bridge keeps serving", async () => {
+  const bodies: Record<string, { type: string; body: string }> = {
+    "POST /api/chat": {
+      type: "application/x-ndjson",
+      body: '{"message":{"content":"a"},"done":false}\nnull\n',
+    },
+    "POST /v1/chat/completions": {
+      type: "text/event-stream",
+      body: 'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: 42\n\n',
+    },
+  };
+  await using upstream = new ScriptedUpstream((request) => {
+    const { type, body } = bodies[request.line.split(" ").slice(0, 2).join(" ")];
+    return response(200, body, { "content-type": type });
+  });
+  await using dir = await tempCacheDir();
+  await using t = await startTestBridge(["--enable-cache", "--cache-dir", dir.path], {
+    upstreamUrl: upstream.url,
+  });
+  for (
+    const [path, body] of [["/api/chat", chat("n")], ["/v1/chat/completions", chat("s", { stream: true })]]
+  ) {
+    for (let round = 0; round < 2; round++) {
+      const answer = await t.post(path as string, body);
+      assertEquals([answer.status, answer.headers.get("x-cache")], [200, "MISS"], `${path} round ${round}`);
+      await answer.text();
+      await t.cacheSettled();
+    }
+  }
+  assertEquals([upstream.count("POST /api/chat"), upstream.count("POST /v1/chat/completions")], [2, 2]);
 });
 
 Deno.test("Cache-Control: no-cache refreshes the entry; no-store keeps the answer out", async () => {

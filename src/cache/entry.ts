@@ -4,6 +4,7 @@
  * tier as a length-prefixed JSON head followed by the body.
  */
 import type { StreamFormat } from "../core/answer.ts";
+import { parseObject } from "../core/json.ts";
 import { streamMessages } from "../stream/messages.ts";
 
 export interface CachedAnswer {
@@ -95,10 +96,8 @@ export function isCompleteAnswer(format: StreamFormat | undefined, body: Uint8Ar
   const last = streamMessages(format, body).at(-1);
   if (last === undefined) return false;
   // Chat streams end with [DONE]; Responses API streams with their response.completed event.
-  if (format === "sse") {
-    return last === "[DONE]" || (parsesAsJson(last) && JSON.parse(last).type === "response.completed");
-  }
-  return parsesAsJson(last) && JSON.parse(last).done === true;
+  if (format === "sse") return last === "[DONE]" || parseObject(last)?.type === "response.completed";
+  return parseObject(last)?.done === true;
 }
 
 function parsesAsJson(text: string): boolean {

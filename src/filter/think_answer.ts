@@ -3,7 +3,7 @@
  * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
-import { parseObject } from "./_json.ts";
+import { parseObject } from "../core/json.ts";
 import { indexOfBytes } from "../core/bytes.ts";
 import type { ThinkSettings } from "../config/index.ts";
 import type { EndpointKind } from "../core/endpoints.ts";

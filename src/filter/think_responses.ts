@@ -5,7 +5,7 @@
  * `output_item.done` and `response.completed` events (each filtered whole: the same result as the deltas).
  * Reasoning the upstream reports in items of its own is left alone.
  */
-import { parseObject } from "./_json.ts";
+import { parseObject } from "../core/json.ts";
 import type { ChunkMapper } from "../stream/chunk_mapper.ts";
 import { sseChunkMapper, type SseEvent } from "../stream/sse.ts";
 import { filterThink, ThinkFilter, type ThinkFilterOptions } from "./think.ts";

@@ -1,6 +1,7 @@
 /** The streaming formats the bridge recognises, and how each one carries an error to the client. */
 import type { StreamFormat } from "../core/answer.ts";
 import type { BridgeError } from "../core/errors.ts";
+import { parseObject } from "../core/json.ts";
 
 export type { StreamFormat };
 
@@ -71,12 +72,7 @@ export function endsWithFinalEvent(format: StreamFormat, tail: string): boolean 
     return /(^|\n)data: ?\[DONE\]$/.test(text) ||
       /"type":\s*"response\.(completed|failed|incomplete)"/.test(text);
   }
-  const last = text.slice(text.lastIndexOf("\n") + 1);
-  try {
-    return JSON.parse(last).done === true;
-  } catch {
-    return false;
-  }
+  return parseObject(text.slice(text.lastIndexOf("\n") + 1))?.done === true;
 }
 
 /** An SSE comment: ignored by every SSE parser, but keeps idle-timeouts of load balancers from firing. */
