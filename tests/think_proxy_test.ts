@@ -2,6 +2,7 @@
 import OpenAI from "openai";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { sseData, startTestBridge } from "./harness.ts";
+import { response, ScriptedUpstream } from "./scripted_upstream.ts";
 
 const R1_REPLY = "<think>\nThe user greets me. I should greet back.\n</think>\n\nHello! How can I help?";
 const chat = { model: "deepseek-r1:7b", messages: [{ role: "user", content: "hi" }] };
@@ -128,4 +129,37 @@ Deno.test("openai SDK sees clean text, streamed and not", async () => {
   let text = "";
   for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
   assertEquals(text, "Hello! How can I help?");
+});
+
+Deno.test("an upstream's odd shapes (a null choice, a string message) pass through; the rest is still filtered", async () => {
+  const bodies: Record<string, [string, string]> = {
+    json: ["application/json", '{"choices":[null,{"index":1,"message":{"content":"<think>x</think>hi"}}]}'],
+    sse: [
+      "text/event-stream",
+      'data: {"choices":[7,{"index":1,"delta":{"content":"<think>x</think>hi"}}]}\n\ndata: [DONE]\n\n',
+    ],
+    ollama: [
+      "application/json",
+      '{"message":"<think>x</think>","response":"<think>y</think>ok","done":true}',
+    ],
+  };
+  await using upstream = new ScriptedUpstream((request) => {
+    const [type, body] =
+      bodies[request.line.includes("/api/") ? "ollama" : JSON.parse(request.body).stream ? "sse" : "json"];
+    return response(200, body, { "content-type": type });
+  });
+  await using t = await startTestBridge([], { upstreamUrl: upstream.url });
+  const plain = await t.post("/v1/chat/completions", chat);
+  assertEquals([plain.status, await plain.json()], [200, {
+    choices: [null, { index: 1, message: { content: "hi" } }],
+  }]);
+  const streamed = await t.post("/v1/chat/completions", { ...chat, stream: true });
+  assertEquals(streamed.status, 200);
+  assertEquals(
+    await streamed.text(),
+    'data: {"choices":[7,{"index":1,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n',
+  );
+  // An Ollama chat answer whose message is a string: nothing the filter reads, so it goes out as it came.
+  const ollama = await t.post("/api/chat", { ...chat, stream: false });
+  assertEquals([ollama.status, await ollama.json()], [200, JSON.parse(bodies.ollama[1])]);
 });

@@ -3,7 +3,7 @@
  * SSE, a filter per choice index) and Ollama chat and generate (JSON and NDJSON). In `field` mode the reasoning
  * is moved to `reasoning_content` (OpenAI, as DeepSeek's API does) or `thinking` (Ollama) instead of dropped.
  */
-import { parseObject } from "../core/json.ts";
+import { asObject, parseObject } from "../core/json.ts";
 import { indexOfBytes } from "../core/bytes.ts";
 import type { ThinkSettings } from "../config/index.ts";
 import type { EndpointKind } from "../core/endpoints.ts";
@@ -42,10 +42,13 @@ interface Dialect {
 
 const openai = (text: "content" | "text"): Dialect => ({
   holders(answer, streamed) {
-    const choices = Array.isArray(answer.choices) ? answer.choices as Json[] : [];
-    return choices.map((choice) => {
-      const holder = text === "text" ? choice : (choice[streamed ? "delta" : "message"] ?? {}) as Json;
-      return { index: Number(choice.index ?? 0), holder, done: choice.finish_reason != null };
+    const choices: unknown[] = Array.isArray(answer.choices) ? answer.choices : [];
+    // A choice (or its message) that is not an object is none the filter reads: it goes on as it came.
+    return choices.flatMap((item) => {
+      const choice = asObject(item);
+      if (!choice) return [];
+      const holder = text === "text" ? choice : asObject(choice[streamed ? "delta" : "message"]) ?? {};
+      return [{ index: Number(choice.index ?? 0), holder, done: choice.finish_reason != null }];
     });
   },
   text,
@@ -65,7 +68,7 @@ const openai = (text: "content" | "text"): Dialect => ({
 
 const ollama = (text: "message" | "response"): Dialect => ({
   holders(answer) {
-    const holder = text === "message" ? (answer.message ?? {}) as Json : answer;
+    const holder = text === "message" ? asObject(answer.message) ?? {} : answer;
     return [{ index: 0, holder, done: answer.done === true }];
   },
   text: text === "message" ? "content" : "response",
@@ -191,13 +194,8 @@ export function answerFilter(
 
     body(bytes) {
       if (!mayChange(bytes)) return bytes;
-      const text = decoder.decode(bytes);
-      let answer: Json;
-      try {
-        answer = JSON.parse(text);
-      } catch {
-        return bytes;
-      }
+      const answer = parseObject(decoder.decode(bytes));
+      if (!answer) return bytes;
       apply(answer, false);
       return encoder.encode(JSON.stringify(answer));
     },
