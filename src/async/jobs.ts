@@ -114,13 +114,11 @@ export class AsyncJobs {
   async submit(fingerprint: string, digest: string, request: ProxyRequest): Promise<Submission> {
     const tenant = request.tenant ?? "";
     const key = ["job", tenant, fingerprint];
-    const failure = this.#failures.get(resultKey(tenant, fingerprint));
-    if (failure) {
-      this.#failures.delete(resultKey(tenant, fingerprint));
-      if (failure.expiresAt > Date.now()) return { kind: "done", answer: failure.answer };
-    }
     for (let attempt = 0; attempt < 5; attempt++) {
       const existing = await this.kv.get<Job>(key);
+      // Looked at after the read: a job that failed meanwhile kept its failure before its record went.
+      const failed = this.#takeFailure(tenant, fingerprint);
+      if (failed) return { kind: "done", answer: failed };
       // A finished job whose result has expired is gone, whatever KV still holds (it sweeps only now and then).
       const answer = existing.value?.state === "done"
         ? await this.results.get(resultKey(tenant, fingerprint))
@@ -209,15 +207,25 @@ export class AsyncJobs {
     }
   }
 
+  /** A failed job's answer, once: the first poll after the failure takes it. */
+  #takeFailure(tenant: string, fingerprint: string): CachedAnswer | undefined {
+    const name = resultKey(tenant, fingerprint);
+    const failure = this.#failures.get(name);
+    if (!failure) return undefined;
+    this.#failures.delete(name);
+    return failure.expiresAt > Date.now() ? failure.answer : undefined;
+  }
+
   /** Ends a failed job: nothing of it stays on disk; its answer waits in memory for one poll. */
   async #fail(tenant: string, fingerprint: string, answer: CachedAnswer): Promise<void> {
-    await this.kv.atomic().delete(["job", tenant, fingerprint]).delete(["pending", tenant, fingerprint])
-      .commit();
+    // Kept before the record goes: a poll in between finds the failure, never a missing job (a new one).
     const now = Date.now();
     for (const [name, kept] of this.#failures) if (kept.expiresAt <= now) this.#failures.delete(name);
     if (this.#failures.size >= MAX_FAILURES_KEPT) this.#failures.delete(this.#failures.keys().next().value!);
     const keepMs = Math.min(this.settings.resultTtlMs, FAILURE_KEPT_MS);
     this.#failures.set(resultKey(tenant, fingerprint), { answer, expiresAt: now + keepMs });
+    await this.kv.atomic().delete(["job", tenant, fingerprint]).delete(["pending", tenant, fingerprint])
+      .commit();
     this.metrics.asyncJobs.inc({ state: "failed" });
     this.metrics.asyncJobsPending.dec();
   }
