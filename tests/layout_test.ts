@@ -15,12 +15,13 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   config: ["core"],
   observe: ["core", "config"],
   stream: ["core"],
+  redis: ["core", "config", "observe"],
   filter: ["core", "config", "stream"],
-  upstream: ["core", "config", "observe", "stream"],
-  cache: ["core", "config", "observe", "stream", "upstream"],
+  upstream: ["core", "config", "observe", "stream", "redis"],
+  cache: ["core", "config", "observe", "stream", "redis", "upstream"],
   plugin: ["core", "config", "observe"],
-  async: ["core", "config", "observe", "stream", "upstream", "cache"],
-  server: ["core", "config", "observe", "stream", "filter", "upstream", "cache", "plugin", "async"],
+  async: ["core", "config", "observe", "stream", "redis", "upstream", "cache"],
+  server: ["core", "config", "observe", "stream", "redis", "filter", "upstream", "cache", "plugin", "async"],
 };
 
 interface InfoModule {

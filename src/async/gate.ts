@@ -8,7 +8,7 @@ import { replay } from "../cache/service.ts";
 import { BridgeError, InvalidRequest } from "../core/errors.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { Answer } from "../core/answer.ts";
-import type { AsyncJobs } from "./jobs.ts";
+import type { JobStore } from "./job_request.ts";
 
 /** How long a client is asked to wait before asking again. */
 const RETRY_AFTER_SECONDS = 1;
@@ -29,7 +29,7 @@ export class FingerprintConflict extends BridgeError {
  * that is not a job (it goes on as usual).
  */
 export async function asyncGate(
-  jobs: AsyncJobs,
+  jobs: JobStore,
   request: ProxyRequest,
 ): Promise<Response | Answer | undefined> {
   const fingerprint = request.json?.request_fingerprint;

@@ -17,16 +17,20 @@
  */
 import { DiskTier } from "../cache/disk.ts";
 import { openPrivateKv } from "../cache/private_kv.ts";
-import { type CachedAnswer, storedAnswer } from "../cache/entry.ts";
-import { asBridgeError, errorShapeOf } from "../core/errors.ts";
+import type { CachedAnswer } from "../cache/entry.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
-import { CREDENTIAL_HEADERS } from "../upstream/headers.ts";
+import {
+  executeJob,
+  FAILURE_KEPT_MS,
+  type JobStore,
+  type StoredRequest,
+  storedRequest,
+  type Submission,
+} from "./job_request.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
-import { streamFormat } from "../stream/format.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { Cancellation } from "../core/time.ts";
 
 export type JobState = "pending" | "running" | "done";
 
@@ -36,15 +40,6 @@ interface Job {
   createdAt: number;
   /** Until the job is done: what to send upstream. */
   request?: StoredRequest;
-}
-
-interface StoredRequest {
-  method: string;
-  path: string;
-  search: string;
-  headers: [string, string][];
-  body: Uint8Array | null;
-  tenant?: string;
 }
 
 interface QueueMessage {
@@ -63,14 +58,7 @@ export interface JobSettings {
   keepCredentials?: boolean;
 }
 
-/** What a submission finds. */
-export type Submission =
-  | { kind: "accepted" }
-  | { kind: "waiting" }
-  | { kind: "conflict" }
-  | { kind: "done"; answer: CachedAnswer };
-
-export class AsyncJobs {
+export class AsyncJobs implements JobStore {
   readonly #running = new Set<string>();
   /** Jobs under way in this process, for a graceful close. */
   readonly #runs = new Set<Promise<void>>();
@@ -189,7 +177,7 @@ export class AsyncJobs {
       const job = entry.value;
       if (!job || job.state === "done" || !job.request) return;
       await this.kv.set(key, { ...job, state: "running" });
-      const answer = await this.#execute(job.request);
+      const answer = await executeJob(job.request, this.upstream, this.settings.resultTtlMs, this.log);
       if (answer.status < 200 || answer.status >= 300) return await this.#fail(tenant, fingerprint, answer);
       await this.results.set(resultKey(tenant, fingerprint), answer);
       const expireIn = this.settings.resultTtlMs;
@@ -229,62 +217,10 @@ export class AsyncJobs {
     this.metrics.asyncJobs.inc({ state: "failed" });
     this.metrics.asyncJobsPending.dec();
   }
-
-  /** Sends the job's request upstream and records the whole answer, whatever its status. */
-  async #execute(stored: StoredRequest): Promise<CachedAnswer> {
-    const request: ProxyRequest = {
-      method: stored.method,
-      path: stored.path,
-      search: stored.search,
-      headers: new Headers(stored.headers),
-      body: stored.body ? new Uint8Array(stored.body) : null,
-      tenant: stored.tenant,
-      cancellation: new Cancellation(),
-      startedAt: performance.now(),
-    };
-    try {
-      const exchange = await this.upstream.send(request, { waitForToken: true });
-      const { response } = exchange;
-      let body: Uint8Array<ArrayBuffer>;
-      try {
-        body = await response.bytes();
-      } catch (error) {
-        throw exchange.failure(error);
-      } finally {
-        exchange.release();
-      }
-      const format = streamFormat(response.headers.get("content-type"));
-      return storedAnswer(response.status, response.headers, format, body, this.settings.resultTtlMs);
-    } catch (error) {
-      const failure = asBridgeError(error);
-      this.log.warn("async job failed upstream", { error: failure.message });
-      const body = new TextEncoder().encode(failure.body(errorShapeOf(stored.path)));
-      const headers = new Headers({ "content-type": "application/json" });
-      return storedAnswer(failure.status, headers, undefined, body, this.settings.resultTtlMs);
-    }
-  }
 }
 
 const MAX_FAILURES_KEPT = 10_000;
-const FAILURE_KEPT_MS = 10 * 60_000;
 
 function resultKey(tenant: string, fingerprint: string): string {
   return `${tenant}\u0000${fingerprint}`;
-}
-
-/** The request as it goes upstream: its fingerprint field is the bridge's, so it is left out of the body. */
-function storedRequest(request: ProxyRequest, keepCredentials: boolean): StoredRequest {
-  const { request_fingerprint: _, ...json } = request.json ?? {};
-  const headers: [string, string][] = [];
-  request.headers.forEach((value, name) => {
-    if (keepCredentials || !CREDENTIAL_HEADERS.has(name)) headers.push([name, value]);
-  });
-  return {
-    method: request.method,
-    path: request.path,
-    search: request.search,
-    headers,
-    body: new TextEncoder().encode(JSON.stringify(json)),
-    tenant: request.tenant,
-  };
 }

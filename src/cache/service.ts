@@ -10,7 +10,7 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
-import { monotonicClock } from "../core/time.ts";
+import { monotonicClock, wallClock } from "../core/time.ts";
 import { DiskTier, type PurgeFilter } from "./disk.ts";
 import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
@@ -19,6 +19,10 @@ import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
 import { HotPromotion } from "./promotion.ts";
 import { TieredCache } from "./tiered.ts";
+import { RedisAnswers } from "./redis_answers.ts";
+import { FleetFlights, type LeaderLease } from "./fleet_flight.ts";
+import { PurgeNotice } from "./purge_notice.ts";
+import { type RedisLink, RedisUnavailable } from "../redis/link.ts";
 
 export interface CacheControl {
   /** `Cache-Control: no-cache`: do not answer from the cache; the fresh answer replaces the entry. */
@@ -50,13 +54,20 @@ export class CacheService {
     readonly path: string,
     private readonly settings: CacheSettings,
     private readonly metrics: BridgeMetrics,
+    /** Flights shared with the other replicas (`--redis-url`). */
+    private readonly fleet?: FleetFlights,
   ) {
     this.#sweeper = setInterval(() => this.tiers.sweep(), SWEEP_EVERY_MS);
     Deno.unrefTimer(this.#sweeper);
     metrics.observeCache(this);
   }
 
-  static async open(settings: CacheSettings, metrics: BridgeMetrics, log: Logger): Promise<CacheService> {
+  static async open(
+    settings: CacheSettings,
+    metrics: BridgeMetrics,
+    log: Logger,
+    redis?: RedisLink,
+  ): Promise<CacheService> {
     const path = join(settings.dir, "cache.kv");
     const kv = await openPrivateKv(settings.dir, "cache.kv", log);
     // While this file names a live process, `deno task cache:purge` and `cache:compact` keep their hands off.
@@ -81,10 +92,16 @@ export class CacheService {
         dropped_entries: disk.droppedAtOpen,
       });
     }
-    const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log);
+    const shared = redis ? new RedisAnswers(redis) : undefined;
+    const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log, wallClock, shared);
     // Entries that expired while the bridge was down leave the count now, not at the first sweep.
     tiers.sweep();
-    return new CacheService(tiers, kv, path, settings, metrics);
+    const fleet = redis ? new FleetFlights(redis, MAX_STORED_BYTES) : undefined;
+    const service = new CacheService(tiers, kv, path, settings, metrics, fleet);
+    if (redis) {
+      service.purgeNotice = await PurgeNotice.listen(redis, (filter) => service.#purgeLocal(filter), log);
+    }
+    return service;
   }
 
   /** The key and cache control of a cacheable request, or undefined for one the cache stays out of. */
@@ -120,29 +137,58 @@ export class CacheService {
       }
       flight = this.flights.get(key); // one may have started while we looked
     }
+    // Another replica may have this answer on its way: one call for the fleet (a refresh or an unstored answer
+    // flies alone, as it would on one replica).
+    let lease: LeaderLease | undefined;
+    if (!flight && this.fleet && !control.noCache && !control.noStore) {
+      const fleetAnswer = await this.#fromFleet(key);
+      if (fleetAnswer && "status" in fleetAnswer) return fleetAnswer;
+      lease = fleetAnswer?.lease;
+      flight = this.flights.get(key);
+    }
     const outcome: CacheOutcome = flight ? "COALESCED" : "MISS";
-    if (flight) this.metrics.coalesced.inc();
-    else {
-      flight = this.flights.start(key, send, (done, complete) => this.#store(key, done, complete, control));
+    if (flight) {
+      this.metrics.coalesced.inc();
+      lease?.release();
+    } else {
+      flight = this.flights.start(key, send, async (done, complete) => {
+        await this.#store(key, done, complete, control);
+        await lease?.finish(complete);
+      });
+      lease?.publish(flight);
       if (control.noStore) this.#unstored.add(flight);
     }
     this.#count(outcome);
     const view = flight.subscribe();
-    const head = await view.head;
-    const headers = new Headers(head.headers);
-    headers.set("x-cache", outcome);
-    return {
-      status: head.status,
-      headers,
-      format: head.format,
-      body: view.body(),
-      closeFramed: head.closeFramed,
-      queuedMs: outcome === "MISS" ? head.queuedMs : undefined,
-      cache: outcome,
-      upstreamStatus: head.status,
-      failure: asBridgeError,
-      release: () => {},
-    };
+    return flightAnswer(await view.head, view.body(), outcome);
+  }
+
+  /**
+   * The fleet's part of a miss: an answer another replica stored or is making (followed live), or this
+   * replica's lease to make it; undefined when Redis cannot tell (this replica then flies alone).
+   */
+  async #fromFleet(key: string): Promise<Answer | { lease: LeaderLease } | undefined> {
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const claim = await this.fleet!.claim(key);
+        if (claim.role === "leader") {
+          // The last leader may have stored the answer and let its lease go since this request looked.
+          const stored = await this.tiers.shared?.get(key).catch(() => undefined);
+          if (!stored) return { lease: claim.lease };
+          await claim.lease.release();
+          this.#count("HIT-REDIS");
+          return replay(stored, "HIT-REDIS");
+        }
+        const followed = await this.fleet!.follow(key, claim.token);
+        if (followed === "takeover") continue; // its leader is gone before answering: lead it anew
+        this.metrics.coalesced.inc();
+        this.#count("COALESCED");
+        return flightAnswer(followed.head, followed.body, "COALESCED");
+      }
+    } catch (error) {
+      if (!(error instanceof RedisUnavailable)) throw error;
+    }
+    return undefined;
   }
 
   /**
@@ -164,18 +210,34 @@ export class CacheService {
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
   }
 
-  /** Removes the answers `filter` names (all, a model's, one key) from both tiers; returns how many. */
-  async purge(filter: PurgeFilter): Promise<{ memory: number; disk: number }> {
+  /**
+   * Removes the answers `filter` names (all, a model's, one key) from every tier; returns how many this replica
+   * removed. With Redis, the other replicas are told to purge their own memory and disk tiers too.
+   */
+  async purge(filter: PurgeFilter): Promise<{ memory: number; disk: number; redis?: number }> {
+    const local = await this.#purgeLocal(filter);
+    if (!this.purgeNotice) return local;
+    const redis = await this.tiers.shared!.purge(filter).catch(() => 0);
+    await this.purgeNotice.send(filter).catch(() => {});
+    return { ...local, redis };
+  }
+
+  /** Purges this replica's own tiers (what another replica's purge asks of it). */
+  async #purgeLocal(filter: PurgeFilter): Promise<{ memory: number; disk: number }> {
     const memory = this.tiers.memory.purge((key, answer) =>
       "all" in filter || ("model" in filter ? answer.model === filter.model : key === filter.key)
     );
     return { memory, disk: await this.tiers.disk.purge(filter) };
   }
 
+  /** Tells the other replicas of a purge, and hears theirs (`--redis-url`). */
+  purgeNotice?: PurgeNotice;
+
   /** What /admin/cache/stats shows: entries, bytes, hit ratios per tier, the promotion threshold. */
   stats(): Record<string, unknown> {
     const count = (outcome: CacheOutcome) => this.outcomes.get(outcome) ?? 0;
-    const lookups = count("HIT-MEMORY") + count("HIT-DISK") + count("MISS") + count("COALESCED");
+    const hits = count("HIT-MEMORY") + count("HIT-REDIS") + count("HIT-DISK");
+    const lookups = hits + count("MISS") + count("COALESCED");
     const ratio = (hits: number) => lookups ? hits / lookups : 0;
     return {
       entries: { memory: this.tiers.memory.size, disk: this.tiers.disk.count },
@@ -186,8 +248,9 @@ export class CacheService {
       },
       hitRatio: {
         memory: ratio(count("HIT-MEMORY")),
+        redis: ratio(count("HIT-REDIS")),
         disk: ratio(count("HIT-DISK")),
-        total: ratio(count("HIT-MEMORY") + count("HIT-DISK")),
+        total: ratio(hits),
       },
       requests: Object.fromEntries(this.outcomes),
       promotionThreshold: this.tiers.promotion.threshold,
@@ -216,6 +279,24 @@ export class CacheService {
   #toStore(head: FlightHead, body: Uint8Array<ArrayBuffer>, model: string | undefined): CachedAnswer {
     return storedAnswer(head.status, head.headers, head.format, body, this.settings.ttlMs, model);
   }
+}
+
+/** A flight's answer (this replica's or another's) as the client gets it, `X-Cache` saying how it came. */
+function flightAnswer(head: FlightHead, body: ReadableStream<Uint8Array>, outcome: CacheOutcome): Answer {
+  const headers = new Headers(head.headers);
+  headers.set("x-cache", outcome);
+  return {
+    status: head.status,
+    headers,
+    format: head.format,
+    body,
+    closeFramed: head.closeFramed,
+    queuedMs: outcome === "MISS" ? head.queuedMs : undefined,
+    cache: outcome,
+    upstreamStatus: head.status,
+    failure: asBridgeError,
+    release: () => {},
+  };
 }
 
 /**

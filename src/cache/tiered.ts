@@ -1,7 +1,8 @@
 /**
- * The two tiers together: a lookup tries memory, then disk (counting the read for hot promotion); a store goes
- * to disk, and reaches memory only by being read often enough. A disk-tier failure is logged and treated as a
- * miss: the cache never turns a request that could be answered into an error.
+ * The tiers together: a lookup tries memory, then the shared Redis tier if there is one, then disk (counting
+ * the read for hot promotion); a store goes to Redis and disk, and reaches memory only by being read often
+ * enough. A failing tier is skipped (a disk failure is logged; Redis logs its own state changes): the cache
+ * never turns a request that could be answered into an error.
  */
 import { type Clock, wallClock } from "../core/time.ts";
 import type { Logger } from "../observe/log.ts";
@@ -10,10 +11,11 @@ import type { DiskTier } from "./disk.ts";
 import type { CachedAnswer } from "./entry.ts";
 import type { MemoryTier } from "./memory.ts";
 import type { HotPromotion } from "./promotion.ts";
+import type { AnswerStore } from "./redis_answers.ts";
 
 export interface CacheHit {
   answer: CachedAnswer;
-  outcome: "HIT-MEMORY" | "HIT-DISK";
+  outcome: "HIT-MEMORY" | "HIT-REDIS" | "HIT-DISK";
 }
 
 export class TieredCache {
@@ -25,6 +27,8 @@ export class TieredCache {
     private readonly metrics: BridgeMetrics,
     private readonly log: Logger,
     private readonly clock: Clock = wallClock,
+    /** The fleet's tier (`--redis-url`), between memory and disk. */
+    readonly shared?: AnswerStore,
   ) {}
 
   async lookup(key: string): Promise<CacheHit | undefined> {
@@ -34,9 +38,10 @@ export class TieredCache {
       this.promotion.recordMemoryRead(key);
       return { answer: cached, outcome: "HIT-MEMORY" };
     }
-    let answer: CachedAnswer | undefined;
+    let answer = await this.shared?.get(key).catch(() => undefined);
+    const outcome = answer ? "HIT-REDIS" : "HIT-DISK";
     try {
-      answer = await this.disk.get(key);
+      answer ??= await this.disk.get(key);
     } catch (error) {
       this.log.warn("cache read failed; answering from upstream", { error: String(error) });
       return undefined;
@@ -48,12 +53,12 @@ export class TieredCache {
       this.metrics.cachePromotions.inc();
     }
     this.promotion.adjust(fill);
-    return { answer, outcome: "HIT-DISK" };
+    return { answer, outcome };
   }
 
   async store(key: string, answer: CachedAnswer): Promise<void> {
     try {
-      await this.disk.set(key, answer);
+      await Promise.all([this.shared?.set(key, answer).catch(() => {}), this.disk.set(key, answer)]);
       // A stored answer replaces an older one the memory tier may hold.
       if (this.memory.has(key)) this.memory.set(key, answer);
     } catch (error) {

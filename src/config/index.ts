@@ -17,6 +17,8 @@ import {
   nameList,
   oneOf,
   pattern,
+  redisPrefix,
+  redisUrl,
   upstreamUrl,
 } from "./values.ts";
 
@@ -111,6 +113,19 @@ function buildProgram(): Command {
       integerIn(1, 1000),
       1,
     ),
+    flag(
+      "--redis-url <url>",
+      "share answers, rate limit, flights, async jobs and key cooldowns with the other replicas through " +
+        "this Redis: redis://host:port/db, rediss:// for TLS",
+      redisUrl,
+    ),
+    flag(
+      "--redis-prefix <prefix>",
+      "put before every Redis key, so fleets can share one Redis",
+      redisPrefix,
+      "bridge:",
+    ),
+    flag("--redis-secret <secret>", "encrypts the client credential a shared async job keeps (AES-GCM)"),
     flag("-r, --rate-limit <n>", "upstream requests per second, 0-65535 (0 = off)", integerIn(0, 65535), 0),
     flag("-a, --retry-attempts <n>", "retries of a failed upstream request, 0-1024", integerIn(0, 1024), 0),
     flag("-i, --retry-min-interval <ms>", "first retry delay, 50-300000", integerIn(50, 300_000), 500),
@@ -319,6 +334,10 @@ export function parseConfig(
     // With --replicas-hint N, the limits are the fleet's: each replica takes its share, rounded up.
     rateLimit: Math.ceil(o.rateLimit / o.replicasHint),
     replicas: o.replicasHint,
+    fleetRateLimit: o.rateLimit,
+    redis: o.redisUrl === undefined
+      ? undefined
+      : Object.freeze({ url: o.redisUrl, prefix: o.redisPrefix, secret: o.redisSecret || undefined }),
     admission: Object.freeze({
       maxInflight: Math.ceil(o.maxInflight / o.replicasHint),
       queueSize: o.queueSize,

@@ -56,6 +56,15 @@ export interface SharedSettings {
   readonly sharedAcrossTenants: boolean;
 }
 
+export interface RedisSettings {
+  /** `redis://` or `rediss://` (TLS), with an optional database number as its path. */
+  readonly url: string;
+  /** Put before every key and channel the bridge uses (`--redis-prefix`), so fleets can share one Redis. */
+  readonly prefix: string;
+  /** `--redis-secret`: encrypts what a shared async job must keep of a client's credential. */
+  readonly secret?: string;
+}
+
 export interface AdmissionSettings {
   /** Requests at the upstream at once; 0 = no cap. */
   readonly maxInflight: number;
@@ -94,6 +103,10 @@ export interface Config {
   readonly rateLimit: number;
   /** `--replicas-hint`: how many replicas share the limits (already divided into rateLimit and maxInflight). */
   readonly replicas: number;
+  /** The fleet's whole `--rate-limit`: what a shared (Redis) limiter allows across every replica. */
+  readonly fleetRateLimit: number;
+  /** `--redis-url`: replicas share answers, rate limit, flights, async jobs and key cooldowns. */
+  readonly redis?: RedisSettings;
   /** Fair share of the upstream: `--max-inflight`, `--queue-size`, `--queue-timeout`. */
   readonly admission: AdmissionSettings;
   readonly maxBodyBytes: number;

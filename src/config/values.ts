@@ -65,6 +65,33 @@ export function upstreamUrl(raw: string): URL {
   return url;
 }
 
+/** A Redis URL: `redis://` or `rediss://`, a host, an optional port and database number. */
+export function redisUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new InvalidArgumentError("Expected a Redis URL, such as redis://127.0.0.1:6379/0.");
+  }
+  if ((url.protocol !== "redis:" && url.protocol !== "rediss:") || !url.hostname || url.search || url.hash) {
+    throw new InvalidArgumentError(
+      "Expected a Redis URL, such as redis://127.0.0.1:6379/0 (rediss:// for TLS).",
+    );
+  }
+  if (!/^\/?(\d{1,2})?$/.test(url.pathname)) {
+    throw new InvalidArgumentError("Expected a database number as the Redis URL's path, such as /0.");
+  }
+  return url.href;
+}
+
+/** A key prefix: printable, no spaces or wildcards (it is matched with SCAN). */
+export function redisPrefix(raw: string): string {
+  if (!/^[A-Za-z0-9_.:\-]{0,64}$/.test(raw)) {
+    throw new InvalidArgumentError("Expected up to 64 letters, digits and _ . : - such as bridge:.");
+  }
+  return raw;
+}
+
 /** One of a fixed set of words. */
 export function oneOf<T extends string>(...choices: T[]): (raw: string) => T {
   return function parseChoice(raw: string): T {

@@ -8,7 +8,7 @@ import type { BridgeError } from "./errors.ts";
 export type StreamFormat = "sse" | "ndjson";
 
 /** How a cacheable request was answered: sent as `X-Cache`, logged and counted. */
-export type CacheOutcome = "HIT-MEMORY" | "HIT-DISK" | "MISS" | "BYPASS" | "COALESCED";
+export type CacheOutcome = "HIT-MEMORY" | "HIT-REDIS" | "HIT-DISK" | "MISS" | "BYPASS" | "COALESCED";
 
 export interface Answer {
   readonly status: number;

@@ -219,7 +219,8 @@ export class BridgeMetrics {
   });
   readonly cacheRequests = new Counter({
     name: "bridge_cache_requests_total",
-    help: "Cacheable requests by outcome: HIT-MEMORY, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",
+    help:
+      "Cacheable requests by outcome: HIT-MEMORY, HIT-REDIS, HIT-DISK, MISS, COALESCED; BYPASS for the rest.",
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
@@ -232,6 +233,17 @@ export class BridgeMetrics {
   readonly cachePromotions = new Counter({
     name: "bridge_cache_promotions_total",
     help: "Disk-tier entries copied into the memory tier for being read often.",
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({
+    name: "bridge_redis_up",
+    help: "1 while the shared Redis (--redis-url) answers within its deadline, 0 while replicas work alone.",
+    registers: [this.registry],
+  });
+  readonly redisFailures = new Counter({
+    name: "bridge_redis_failures_total",
+    help: "Redis commands that failed or missed their deadline (the bridge went on without Redis), by use.",
+    labelNames: ["use"] as const,
     registers: [this.registry],
   });
   readonly coalesced = new Counter({

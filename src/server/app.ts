@@ -4,6 +4,11 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { AsyncJobs } from "../async/jobs.ts";
+import type { JobStore } from "../async/job_request.ts";
+import { RedisJobs } from "../async/redis_jobs.ts";
+import { RedisLink } from "../redis/link.ts";
+import { fleetRateLimiter } from "../upstream/fleet_rate_limit.ts";
+import { shareKeyCooldowns } from "../upstream/fleet_key_cooldowns.ts";
 import { CacheService } from "../cache/service.ts";
 import { PluginHooks } from "../plugin/hooks.ts";
 import { LuaPool } from "../plugin/pool.ts";
@@ -60,6 +65,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     config.shared.metricsKey,
     config.shared.adminKey,
     config.upstreamBasicAuth,
+    config.redis?.secret,
     ...basicAuthParts(config.upstreamBasicAuth),
   ]);
   const keyPool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
@@ -68,7 +74,13 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     : undefined;
   const luaPool = config.lua ? await LuaPool.start({ ...config.lua, log, metrics }) : undefined;
   const plugin = luaPool ? new PluginHooks(luaPool, log, metrics) : undefined;
-  const limiter: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
+  const redis = config.redis ? await RedisLink.open(config.redis, metrics, log) : undefined;
+  // This replica's own bucket is its share of the fleet's rate; with Redis it is only the outage fallback.
+  const alone: RateLimiter = config.rateLimit > 0 ? tokenBucket(config.rateLimit) : unlimited;
+  const limiter = redis && config.fleetRateLimit > 0
+    ? fleetRateLimiter(redis, config.fleetRateLimit, alone)
+    : alone;
+  if (redis && keyPool) await shareKeyCooldowns(redis, keyPool, log);
   // Metric labels name access-key tenants only (a tenant known by its credential's hash is "").
   const tenantLabel = (tenant: string) => tenant.startsWith("credential:") ? "" : tenant;
   const admission = config.admission.maxInflight > 0 || access
@@ -95,10 +107,17 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     admission,
     tenantLimits: access ? (tenant) => access.limitsOf(tenant) : undefined,
   });
-  const cache = config.cache ? await CacheService.open(config.cache, metrics, log) : undefined;
-  const jobs = config.async
-    ? await AsyncJobs.open({ ...config.async, keepCredentials: !keyPool && !access }, upstream, metrics, log)
-    : undefined;
+  const cache = config.cache ? await CacheService.open(config.cache, metrics, log, redis) : undefined;
+  const keepCredentials = !keyPool && !access;
+  const jobs: JobStore | undefined = !config.async ? undefined : redis
+    ? await RedisJobs.open(
+      redis,
+      { ...config.async, keepCredentials, secret: config.redis?.secret },
+      upstream,
+      metrics,
+      log,
+    )
+    : await AsyncJobs.open({ ...config.async, keepCredentials }, upstream, metrics, log);
 
   const app = new Hono();
   app.use(accessLog(log, metrics));
@@ -173,6 +192,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       await jobs?.close(withinMs);
       transport.close();
       await cache?.close(Math.max(0, withinMs - (performance.now() - started)));
+      await redis?.close();
     },
   };
 }

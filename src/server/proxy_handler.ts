@@ -4,7 +4,7 @@
  */
 import type { Handler } from "hono";
 import { asyncGate } from "../async/gate.ts";
-import type { AsyncJobs } from "../async/jobs.ts";
+import type { JobStore } from "../async/job_request.ts";
 import type { CacheService } from "../cache/service.ts";
 import { NotFound } from "../core/errors.ts";
 import { isProxiedPath } from "../core/endpoints.ts";
@@ -17,7 +17,7 @@ import type { UpstreamClient, UpstreamExchange } from "../upstream/client.ts";
 export interface ProxyHandlerOptions extends RespondOptions {
   upstream: UpstreamClient;
   /** Undefined unless `--enable-async-request`. */
-  jobs?: AsyncJobs;
+  jobs?: JobStore;
   /** Undefined when the cache is off. */
   cache?: CacheService;
 }

@@ -98,14 +98,14 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     if (limits?.rps) {
       const bucket = tenantBucket(tenant, limits.rps);
       if (background) await bucket.take(request.cancellation);
-      const wait = background ? 0 : bucket.tryTake();
+      const wait = background ? 0 : await bucket.tryTake();
       if (wait > 0) {
         metrics.queueRejections.inc({ reason: "tenant_rate", tenant });
         throw new TenantOverLimit(tenant, `rate of ${limits.rps} requests a second`, Math.ceil(wait / 1000));
       }
     }
     if (background) await limiter.take(request.cancellation);
-    const refusal = background ? 0 : limiter.tryTake();
+    const refusal = background ? 0 : await limiter.tryTake();
     if (refusal > 0) {
       metrics.rateLimited.inc();
       throw new RateLimited(refusal);

@@ -22,6 +22,8 @@ export function readKeyLines(text: string): string[] {
 interface PooledKey {
   readonly value: string;
   readonly fingerprint: string;
+  /** The key's whole SHA-256 (hex): how replicas name it to each other, never the key itself. */
+  readonly identity: string;
   /** Taken out for good (until a reload): the upstream refused the key itself. */
   removed: boolean;
   /** Not used before this time (ms, monotonic): the upstream asked it to slow down. */
@@ -39,6 +41,8 @@ export class KeyPool {
   #next = 0;
   /** Masks every pooled key in answers that go to clients. */
   mask = new SecretMask([]);
+  /** Told of every key taken out or cooled down here, to tell the other replicas (`--redis-url`). */
+  onVerdict?: (identity: string, verdict: "removed" | "cooling", forMs: number) => void;
 
   constructor(
     keys: readonly string[],
@@ -53,7 +57,13 @@ export class KeyPool {
   replace(keys: readonly string[]): void {
     const old = new Map(this.#keys.map((key) => [key.value, key]));
     this.#keys = [...new Set(keys)].map((value) =>
-      old.get(value) ?? { value, fingerprint: keyFingerprint(value), removed: false, coolUntil: 0 }
+      old.get(value) ?? {
+        value,
+        fingerprint: keyFingerprint(value),
+        identity: createHash("sha256").update(value).digest("hex"),
+        removed: false,
+        coolUntil: 0,
+      }
     );
     this.#next = 0;
     this.mask = new SecretMask(this.#keys.map((key) => key.value));
@@ -98,15 +108,27 @@ export class KeyPool {
           healthy: this.healthy,
         });
         this.#publish();
+        this.onVerdict?.(key.identity, "removed", 0);
       }
       return "removed";
     }
     if (status === 429) {
-      key.coolUntil = this.clock.now() + (retryAfterMs(headers) ?? DEFAULT_COOLDOWN_MS);
+      const forMs = retryAfterMs(headers) ?? DEFAULT_COOLDOWN_MS;
+      key.coolUntil = this.clock.now() + forMs;
       this.#publish();
+      this.onVerdict?.(key.identity, "cooling", forMs);
       return "cooling";
     }
     return "ok";
+  }
+
+  /** What another replica found of a key (named by its identity): taken out, or cooling for `forMs` more. */
+  applyShared(identity: string, verdict: "removed" | "cooling", forMs: number): void {
+    const key = this.#keys.find((candidate) => candidate.identity === identity);
+    if (!key) return;
+    if (verdict === "removed") key.removed = true;
+    else key.coolUntil = Math.max(key.coolUntil, this.clock.now() + Math.max(0, forMs));
+    this.#publish();
   }
 
   #publish(): void {

@@ -6,7 +6,7 @@ import { type Cancellation, type Clock, monotonicClock, sleep } from "../core/ti
 
 export interface RateLimiter {
   /** Takes a token now, or returns how many ms until one is available (and takes nothing). */
-  tryTake(): number;
+  tryTake(): number | Promise<number>;
   /** Waits for a token; rejects with the cancellation's reason if it aborts first. */
   take(cancellation?: Cancellation): Promise<void>;
 }

@@ -1,0 +1,324 @@
+/**
+ * Single flight across replicas (`--redis-url`). The first replica to take a flight's lease (`SET NX PX`) makes
+ * the upstream call and appends the answer's events to a Redis stream named after the lease's token; the other
+ * replicas follow that stream live (woken by a pub/sub notice, and by a poll in case a notice is lost), then
+ * the answer is in the shared tier for whoever comes later.
+ *
+ * - The lease is renewed while the call runs; a leader that dies stops renewing it, and a follower that has
+ *   sent its client nothing yet takes over (a new lease, a new call); one that has answers with an error event.
+ * - The stream holds at most what a stored answer may (`maxBytes`): past it the leader marks it `overflow` and
+ *   lets the lease go, so later requests make their own call, as on one replica; followers already reading
+ *   it end with a retryable error (or make their own call if they had sent nothing).
+ * - Names carry the cache key (a SHA-256) and a random token only: nothing of the request or its credential.
+ * Every Redis failure throws RedisUnavailable to the caller, who then flies alone.
+ */
+import { asBridgeError, BridgeError } from "../core/errors.ts";
+import type { StreamFormat } from "../core/answer.ts";
+import { asArgument, type RedisLink } from "../redis/link.ts";
+import type { Flight, FlightHead } from "./flight.ts";
+
+const LEASE_MS = 5000;
+const RENEW_EVERY_MS = 1000;
+/** A follower looks at the stream this often even without a notice, and at the lease to see the leader lives. */
+const POLL_EVERY_MS = 250;
+/** How long a finished flight's stream stays readable for followers that are still on their way. */
+const KEEP_FINISHED_MS = 30_000;
+const READ_BATCH = 64;
+
+/** Renews a lease if it is still ours; deletes it if asked. */
+const LEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'release' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+type EventType = "head" | "data" | "end" | "fail" | "overflow";
+
+/** What a claim found: this replica leads, another one does (its lease token), or Redis cannot tell. */
+export type Claim = { role: "leader"; lease: LeaderLease } | { role: "follower"; token: string };
+
+export class FleetFlights {
+  constructor(private readonly link: RedisLink, private readonly maxBytes: number) {}
+
+  /** Takes the flight's lease, or names the replica's that holds it. Throws RedisUnavailable. */
+  async claim(key: string): Promise<Claim> {
+    const name = this.link.key("flight", key);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const token = crypto.randomUUID();
+      const taken = await this.link.call("flights", (c) => c.set(name, token, { NX: true, PX: LEASE_MS }));
+      if (taken === "OK") {
+        return { role: "leader", lease: new LeaderLease(this.link, key, token, this.maxBytes) };
+      }
+      const holder = await this.link.call("flights", (c) => c.get(name));
+      if (holder) return { role: "follower", token: holder };
+      // It ended between the two commands: try to take it again.
+    }
+    throw new BridgeError(
+      503,
+      "server_error",
+      "flight_contention",
+      "Too many identical requests at once: retry.",
+    );
+  }
+
+  /** Follows another replica's flight. Resolves with its head, or "takeover" when the leader is gone first. */
+  async follow(key: string, token: string): Promise<FollowedFlight | "takeover"> {
+    const follower = new Follower(this.link, key, token);
+    try {
+      return await follower.start();
+    } catch (error) {
+      follower.close();
+      throw error;
+    }
+  }
+}
+
+/** The leader's side: publishes a local flight's answer and keeps the lease alive until it is over. */
+export class LeaderLease {
+  readonly #renewal: ReturnType<typeof setInterval>;
+  #published: Promise<void> = Promise.resolve();
+  #bytes = 0;
+  #overflowed = false;
+  #released = false;
+
+  constructor(
+    private readonly link: RedisLink,
+    private readonly key: string,
+    readonly token: string,
+    private readonly maxBytes: number,
+  ) {
+    this.#renewal = setInterval(() => this.#renew(), RENEW_EVERY_MS);
+    Deno.unrefTimer(this.#renewal);
+  }
+
+  /** Publishes what `flight` answers, as it arrives, for the followers on other replicas. */
+  publish(flight: Flight): void {
+    const view = flight.subscribe();
+    this.#published = (async () => {
+      let head: FlightHead;
+      try {
+        head = await view.head;
+      } catch (error) {
+        return await this.#append("fail", errorBytes(error));
+      }
+      const { status, format, closeFramed } = head;
+      const headers = [...head.headers];
+      await this.#append("head", encoder.encode(JSON.stringify({ status, headers, format, closeFramed })));
+      const reader = view.body().getReader();
+      try {
+        for (let read = await reader.read(); !read.done; read = await reader.read()) {
+          this.#bytes += read.value.length;
+          if (this.#bytes > this.maxBytes) return await this.#overflow(reader);
+          await this.#append("data", read.value);
+        }
+      } catch (error) {
+        await this.#append("fail", errorBytes(error));
+      }
+    })().catch(() => {
+      // Redis failed: the followers see the lease expire and do without this flight.
+      view.body().cancel().catch(() => {});
+    });
+  }
+
+  /** Ends the flight once what was published is written: followers finish, and the lease goes. */
+  async finish(complete: boolean): Promise<void> {
+    await this.#published;
+    if (!this.#overflowed) {
+      await this.#append(complete ? "end" : "fail", complete ? new Uint8Array() : errorBytes(undefined))
+        .catch(() => {});
+    }
+    await this.release();
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    clearInterval(this.#renewal);
+    await this.link.call("flights", (c) => c.eval(LEASE_SCRIPT, leaseArgs(this.link, this.key, this.token)))
+      .catch(() => {});
+  }
+
+  async #overflow(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+    this.#overflowed = true;
+    await this.#append("overflow", new Uint8Array());
+    await reader.cancel().catch(() => {});
+    await this.release();
+  }
+
+  async #append(type: EventType, value: Uint8Array): Promise<void> {
+    const stream = streamName(this.link, this.key, this.token);
+    await this.link.call("flights", async (c) => {
+      const id = c.xAdd(stream, "*", { t: type, v: asArgument(value) });
+      const expire = c.pExpire(stream, type === "end" || type === "fail" ? KEEP_FINISHED_MS : LEASE_MS * 6);
+      const notice = c.publish(stream, type);
+      await Promise.all([id, expire, notice]);
+    });
+  }
+
+  async #renew(): Promise<void> {
+    const args = leaseArgs(this.link, this.key, this.token, String(LEASE_MS));
+    await this.link.call("flights", (c) => c.eval(LEASE_SCRIPT, args)).catch(() => {});
+  }
+}
+
+export interface FollowedFlight {
+  readonly head: FlightHead;
+  /** The answer, read from the stream as the consumer asks for it. */
+  readonly body: ReadableStream<Uint8Array>;
+}
+
+interface StreamEvent {
+  type: EventType;
+  value: Uint8Array;
+}
+
+/** One request following another replica's flight. */
+class Follower {
+  #lastId = "0-0";
+  #events: StreamEvent[] = [];
+  #wake?: () => void;
+  #closed = false;
+  #lastLeaseCheck = 0;
+  readonly #stream: string;
+  readonly #onNotice = () => this.#wake?.();
+
+  constructor(
+    private readonly link: RedisLink,
+    private readonly key: string,
+    private readonly token: string,
+  ) {
+    this.#stream = streamName(link, key, token);
+  }
+
+  async start(): Promise<FollowedFlight | "takeover"> {
+    const subscriber = await this.link.subscriber();
+    await this.link.call("flights", () => subscriber.subscribe(this.#stream, this.#onNotice));
+    const first = await this.#next();
+    if (first === "takeover") {
+      this.close();
+      return "takeover";
+    }
+    if (first.type === "fail") throw failureOf(first.value);
+    if (first.type === "overflow") {
+      this.close();
+      return "takeover";
+    }
+    const head = JSON.parse(decoder.decode(first.value)) as {
+      status: number;
+      headers: [string, string][];
+      format?: StreamFormat;
+      closeFramed?: boolean;
+    };
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        for (;;) {
+          const event = await this.#next().catch((error) => ({ type: "fail" as const, error }));
+          if (event === "takeover") return this.#fail(controller, leaderGone());
+          if ("error" in event) return this.#fail(controller, asBridgeError(event.error));
+          if (event.type === "data") return controller.enqueue(event.value);
+          if (event.type === "end") {
+            this.close();
+            return controller.close();
+          }
+          if (event.type === "overflow") return this.#fail(controller, tooLarge());
+          if (event.type === "fail") return this.#fail(controller, failureOf(event.value));
+        }
+      },
+      cancel: () => this.close(),
+    }, { highWaterMark: 0 });
+    return { head: { ...head, headers: new Headers(head.headers) }, body };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake?.();
+    this.link.subscriber().then((s) => s.unsubscribe(this.#stream, this.#onNotice)).catch(() => {});
+  }
+
+  #fail(controller: ReadableStreamDefaultController<Uint8Array>, error: BridgeError): void {
+    this.close();
+    controller.error(error);
+  }
+
+  /** The next event, waiting for it; "takeover" when the leader's lease is gone without an end. */
+  async #next(): Promise<StreamEvent | "takeover"> {
+    for (;;) {
+      if (this.#events.length) return this.#events.shift()!;
+      if (this.#closed) return "takeover";
+      const entries = await this.link.call(
+        "flights",
+        (_, raw) => raw.xRange(this.#stream, `(${this.#lastId}`, "+", { COUNT: READ_BATCH }),
+      );
+      for (const entry of entries ?? []) {
+        this.#lastId = String(entry.id);
+        const message = entry.message as unknown as Record<string, Uint8Array>;
+        this.#events.push({ type: decoder.decode(message.t) as EventType, value: new Uint8Array(message.v) });
+      }
+      if (this.#events.length) continue;
+      if (performance.now() - this.#lastLeaseCheck > RENEW_EVERY_MS && !(await this.#leaderAlive())) {
+        // One last look: the leader may have written its end and let the lease go since the read above.
+        const last = await this.link.call(
+          "flights",
+          (_, raw) => raw.xRange(this.#stream, `(${this.#lastId}`, "+", { COUNT: 1 }),
+        );
+        if (!last?.length) return "takeover";
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, POLL_EVERY_MS);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  async #leaderAlive(): Promise<boolean> {
+    this.#lastLeaseCheck = performance.now();
+    const holder = await this.link.call("flights", (c) => c.get(this.link.key("flight", this.key)));
+    return holder === this.token;
+  }
+}
+
+function streamName(link: RedisLink, key: string, token: string): string {
+  return link.key("flight", key, token);
+}
+
+function leaseArgs(link: RedisLink, key: string, token: string, action = "release") {
+  return { keys: [link.key("flight", key)], arguments: [token, action] };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function errorBytes(error: unknown): Uint8Array {
+  const failure = asBridgeError(error ?? new Error("the upstream call ended before its answer was whole"));
+  const { status, type, code, message } = failure;
+  return encoder.encode(JSON.stringify({ status, type, code, message }));
+}
+
+function failureOf(bytes: Uint8Array): BridgeError {
+  const { status, type, code, message } = JSON.parse(decoder.decode(bytes));
+  return new BridgeError(status, type, code, message);
+}
+
+function leaderGone(): BridgeError {
+  return new BridgeError(
+    502,
+    "server_error",
+    "flight_leader_lost",
+    "The replica answering this identical request stopped before the answer was whole: retry it.",
+  );
+}
+
+function tooLarge(): BridgeError {
+  return new BridgeError(
+    503,
+    "server_error",
+    "fell_behind",
+    "The identical request this one joined grew too large to share: retry it.",
+    { "retry-after": "1" },
+  );
+}

@@ -1,0 +1,60 @@
+/**
+ * A purge reaches every replica (`--redis-url`): the replica that was asked purges Redis and its own tiers,
+ * then publishes the filter; every other replica purges its memory and disk tiers when it hears it. A replica
+ * that is cut off from Redis at that moment misses the notice (its tiers keep the answers until they expire):
+ * the admin's answer says how many each tier of the asked replica removed.
+ */
+import type { Logger } from "../observe/log.ts";
+import type { RedisLink } from "../redis/link.ts";
+import type { PurgeFilter } from "./disk.ts";
+
+export class PurgeNotice {
+  readonly #self = crypto.randomUUID();
+
+  private constructor(private readonly link: RedisLink) {}
+
+  static async listen(
+    link: RedisLink,
+    purge: (filter: PurgeFilter) => Promise<unknown>,
+    log: Logger,
+  ): Promise<PurgeNotice> {
+    const notice = new PurgeNotice(link);
+    const subscriber = await link.subscriber();
+    const listener = (message: string) => {
+      const { from, filter } = parseNotice(message) ?? {};
+      if (!filter || from === notice.#self) return;
+      purge(filter).then(
+        (purged) => log.info("cache purged at another replica's request", { purged }),
+        (error) => log.warn("cache purge asked by another replica failed", { error: String(error) }),
+      );
+    };
+    // The subscriber connects in the background; node-redis subscribes again on every reconnect.
+    subscriber.subscribe(link.key("purge"), listener).catch(() => {
+      log.warn("could not listen for other replicas' cache purges; retrying in the background");
+      retry(() => subscriber.subscribe(link.key("purge"), listener));
+    });
+    return notice;
+  }
+
+  async send(filter: PurgeFilter): Promise<void> {
+    const message = JSON.stringify({ from: this.#self, filter });
+    await this.link.call("purge", (c) => c.publish(this.link.key("purge"), message));
+  }
+}
+
+function parseNotice(message: string): { from: string; filter: PurgeFilter } | undefined {
+  try {
+    const value = JSON.parse(message);
+    const filter = value?.filter;
+    const valid = filter && (filter.all === true || typeof filter.model === "string" ||
+      typeof filter.key === "string");
+    return valid && typeof value.from === "string" ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function retry(subscribe: () => Promise<unknown>): void {
+  const timer = setInterval(() => subscribe().then(() => clearInterval(timer), () => {}), 1000);
+  Deno.unrefTimer(timer);
+}

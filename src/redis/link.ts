@@ -1,0 +1,187 @@
+/**
+ * The bridge's connection to the shared Redis (`--redis-url`). Every use of Redis goes through `call`, which
+ * gives up on a command after `COMMAND_DEADLINE_MS` and throws `RedisUnavailable`: each caller then does what a
+ * lone replica does (memory, its own limiter, its own flights), so an outage or a slow Redis never fails a
+ * request. Whether Redis is up is known from a PING every second; it is logged each way and exported as
+ * `bridge_redis_up`. Reconnection is the client's own (node-redis), with backoff; nothing queues while it is down.
+ */
+import { Buffer } from "node:buffer";
+import { createClient, RESP_TYPES } from "redis";
+import type { RedisSettings } from "../config/settings.ts";
+import type { Logger } from "../observe/log.ts";
+import type { BridgeMetrics } from "../observe/metrics.ts";
+
+/** A command slower than this counts as Redis being down: the request goes on without it. */
+export const COMMAND_DEADLINE_MS = 50;
+const HEALTH_EVERY_MS = 1000;
+const CONNECT_WAIT_MS = 1000;
+
+type Client = ReturnType<typeof makeClient>;
+/** Redis with its bulk strings read as bytes (answers, flight events). */
+export type BytesClient = ReturnType<typeof bytesView>;
+
+/** Bytes as Redis takes them (a Buffer over the same memory, not a copy). */
+export function asArgument(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** Redis did not answer in time, or is not connected: go on without it. */
+export class RedisUnavailable extends Error {
+  constructor(readonly use: string, cause?: unknown) {
+    super(`redis unavailable for ${use}${cause ? `: ${(cause as Error).message ?? cause}` : ""}`);
+  }
+}
+
+function bytesView(client: Client) {
+  return client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+}
+
+export class RedisLink {
+  #up = false;
+  #closed = false;
+  #health?: ReturnType<typeof setInterval>;
+  #subscriber?: Client;
+  #blocking?: Client;
+  readonly bytes: BytesClient;
+
+  private constructor(
+    readonly client: Client,
+    readonly settings: RedisSettings,
+    private readonly metrics: BridgeMetrics,
+    private readonly log: Logger,
+  ) {
+    this.bytes = bytesView(client);
+    metrics.redisUp.set(0);
+  }
+
+  /** Connects (waiting at most a second: a Redis that is down at start is joined once it is up). */
+  static async open(settings: RedisSettings, metrics: BridgeMetrics, log: Logger): Promise<RedisLink> {
+    const url = new URL(settings.url);
+    if (url.password) log.addSecrets([decodeURIComponent(url.password), settings.url]);
+    const client = makeClient(settings.url, COMMAND_DEADLINE_MS);
+    const link = new RedisLink(client, settings, metrics, log);
+    // node-redis reports every failed reconnect here; the link logs only the changes of state.
+    client.on("error", () => link.#setUp(false));
+    client.on("end", () => link.#setUp(false));
+    client.connect().catch(() => {});
+    await link.#waitReady(CONNECT_WAIT_MS);
+    await link.#check();
+    link.#health = setInterval(() => link.#check(), HEALTH_EVERY_MS);
+    Deno.unrefTimer(link.#health);
+    if (!link.#up) log.warn("redis is not reachable yet: this replica works alone until it is", where(url));
+    return link;
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  /** A key (or channel) name under the fleet's prefix. */
+  key(...parts: string[]): string {
+    return this.settings.prefix + parts.join(":");
+  }
+
+  /** Runs `command` if Redis is up; a failure or a missed deadline throws RedisUnavailable (and counts). */
+  async call<T>(use: string, command: (client: Client, bytes: BytesClient) => Promise<T>): Promise<T> {
+    if (!this.#up) throw new RedisUnavailable(use);
+    try {
+      return await command(this.client, this.bytes);
+    } catch (error) {
+      this.metrics.redisFailures.inc({ use });
+      // A timeout or a lost connection: stop using Redis until a PING says it is back.
+      if (!isReplyError(error)) this.#setUp(false);
+      throw new RedisUnavailable(use, error);
+    }
+  }
+
+  /** A connection for pub/sub (a subscribed connection takes no other command). */
+  async subscriber(): Promise<Client> {
+    if (!this.#subscriber) {
+      this.#subscriber = makeClient(this.settings.url, COMMAND_DEADLINE_MS);
+      this.#subscriber.on("error", () => {});
+      this.#subscriber.connect().catch(() => {});
+    }
+    return this.#subscriber;
+  }
+
+  /** A connection for blocking reads (XREADGROUP BLOCK): no command deadline, and nothing else waits behind it. */
+  blocking(): Client {
+    if (!this.#blocking) {
+      this.#blocking = makeClient(this.settings.url, undefined);
+      this.#blocking.on("error", () => {});
+      this.#blocking.connect().catch(() => {});
+    }
+    return this.#blocking;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#health);
+    for (const client of [this.#subscriber, this.#blocking, this.client]) {
+      if (client?.isOpen) await client.close().catch(() => client.destroy());
+    }
+  }
+
+  async #waitReady(withinMs: number): Promise<void> {
+    const until = performance.now() + withinMs;
+    while (!this.client.isReady && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  async #check(): Promise<void> {
+    if (this.#closed) return;
+    let ok = false;
+    try {
+      ok = this.client.isReady && (await this.client.ping()) === "PONG";
+    } catch {
+      ok = false;
+    }
+    const wasUp = this.#up;
+    this.#setUp(ok);
+    if (ok && !wasUp) await this.#warnAboutEviction();
+  }
+
+  #setUp(up: boolean): void {
+    if (up === this.#up || this.#closed) return;
+    this.#up = up;
+    this.metrics.redisUp.set(up ? 1 : 0);
+    const url = new URL(this.settings.url);
+    if (up) this.log.info("redis is up: sharing with the other replicas", where(url));
+    else this.log.warn("redis is down or slow: this replica works alone until it is back", where(url));
+  }
+
+  /** Pending jobs and leases carry no TTL: a policy that evicts such keys could lose them. */
+  async #warnAboutEviction(): Promise<void> {
+    try {
+      const policy = (await this.client.configGet("maxmemory-policy"))["maxmemory-policy"];
+      if (policy?.startsWith("allkeys-")) {
+        this.log.warn(
+          "redis maxmemory-policy evicts keys without a TTL: pending async jobs may be lost; use volatile-lru",
+          { policy },
+        );
+      }
+    } catch {
+      // A managed Redis may refuse CONFIG: nothing to check.
+    }
+  }
+}
+
+function makeClient(url: string, deadlineMs: number | undefined) {
+  return createClient({
+    url,
+    disableOfflineQueue: true,
+    commandOptions: deadlineMs ? { timeout: deadlineMs } : undefined,
+    socket: {
+      connectTimeout: 2000,
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000),
+    },
+  });
+}
+
+function isReplyError(error: unknown): boolean {
+  return (error as Error)?.constructor?.name === "ErrorReply";
+}
+
+/** Where Redis is, for a log line: host and port, never the userinfo. */
+function where(url: URL): { redis: string } {
+  return { redis: `${url.protocol}//${url.host}${url.pathname}` };
+}
