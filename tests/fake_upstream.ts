@@ -108,6 +108,10 @@ export class FakeUpstream {
     return this.#server.shutdown();
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const body = await request.text();

@@ -201,7 +201,10 @@ export class RedisJobs implements JobStore {
 
   async #readNew(stream: string): Promise<{ id: string; jobId: string } | undefined> {
     // A blocking read waits on its own connection: the commands of requests never queue behind it.
-    const read = await this.link.blocking().xReadGroup(GROUP, this.#consumer, { key: stream, id: ">" }, {
+    const read = await (await this.link.blocking()).xReadGroup(GROUP, this.#consumer, {
+      key: stream,
+      id: ">",
+    }, {
       COUNT: 1,
       BLOCK: BLOCK_MS,
     });

@@ -41,7 +41,7 @@ export class RedisAnswers implements AnswerStore {
     let purged = 0;
     const pattern = `${this.link.key("answer")}:*`;
     // A purge may walk many keys: it runs on the blocking connection, where no deadline applies.
-    const client = this.link.blocking();
+    const client = await this.link.blocking();
     for await (const names of client.scanIterator({ MATCH: pattern, COUNT: SCAN_BATCH })) {
       let doomed = names;
       if ("model" in filter && names.length) {

@@ -64,7 +64,7 @@ export class RedisLink {
     client.on("error", () => link.#setUp(false));
     client.on("end", () => link.#setUp(false));
     client.connect().catch(() => {});
-    await link.#waitReady(CONNECT_WAIT_MS);
+    await link.#ready(client, "connect").catch(() => {});
     await link.#check();
     link.#health = setInterval(() => link.#check(), HEALTH_EVERY_MS);
     Deno.unrefTimer(link.#health);
@@ -95,23 +95,30 @@ export class RedisLink {
   }
 
   /** A connection for pub/sub (a subscribed connection takes no other command). */
-  async subscriber(): Promise<Client> {
-    if (!this.#subscriber) {
-      this.#subscriber = makeClient(this.settings.url, COMMAND_DEADLINE_MS);
-      this.#subscriber.on("error", () => {});
-      this.#subscriber.connect().catch(() => {});
-    }
-    return this.#subscriber;
+  subscriber(): Promise<Client> {
+    this.#subscriber ??= this.#extra(COMMAND_DEADLINE_MS);
+    return this.#ready(this.#subscriber, "subscribe");
   }
 
-  /** A connection for blocking reads (XREADGROUP BLOCK): no command deadline, and nothing else waits behind it. */
-  blocking(): Client {
-    if (!this.#blocking) {
-      this.#blocking = makeClient(this.settings.url, undefined);
-      this.#blocking.on("error", () => {});
-      this.#blocking.connect().catch(() => {});
-    }
-    return this.#blocking;
+  /** A connection for blocking reads and long scans: no command deadline, and no request's command waits behind it. */
+  blocking(): Promise<Client> {
+    this.#blocking ??= this.#extra(undefined);
+    return this.#ready(this.#blocking, "blocking");
+  }
+
+  #extra(deadlineMs: number | undefined): Client {
+    const client = makeClient(this.settings.url, deadlineMs);
+    client.on("error", () => {});
+    client.connect().catch(() => {});
+    return client;
+  }
+
+  /** The client once it is connected (waiting a second at most), else RedisUnavailable. */
+  async #ready(client: Client, use: string): Promise<Client> {
+    const until = performance.now() + CONNECT_WAIT_MS;
+    while (!client.isReady && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+    if (!client.isReady) throw new RedisUnavailable(use);
+    return client;
   }
 
   async close(): Promise<void> {
@@ -120,11 +127,6 @@ export class RedisLink {
     for (const client of [this.#subscriber, this.#blocking, this.client]) {
       if (client?.isOpen) await client.close().catch(() => client.destroy());
     }
-  }
-
-  async #waitReady(withinMs: number): Promise<void> {
-    const until = performance.now() + withinMs;
-    while (!this.client.isReady && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
   }
 
   async #check(): Promise<void> {
