@@ -31,12 +31,20 @@ export function redisServerPath(): string | undefined {
 
 const found = redisServerPath();
 if (!found && !Deno.env.get("CI")) {
-  console.warn("redis-server not found: the Redis (--redis-url) tests are skipped (apt-get install redis-server)");
+  console.warn(
+    "redis-server not found: the Redis (--redis-url) tests are skipped (apt-get install redis-server)",
+  );
 }
 
 /** A Deno.test that needs Redis: skipped with a message on a developer machine without it, failed in CI. */
 export function redisTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: !found && !Deno.env.get("CI"), sanitizeOps: false, sanitizeResources: false, fn });
+  Deno.test({
+    name,
+    ignore: !found && !Deno.env.get("CI"),
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
 }
 
 export async function startRedis(): Promise<TestRedis> {

@@ -11,10 +11,18 @@ export interface RateLimiter {
   take(cancellation?: Cancellation): Promise<void>;
 }
 
+/** A limiter that answers at once, from this process's own state. */
+export interface LocalRateLimiter extends RateLimiter {
+  tryTake(): number;
+}
+
 /** A limiter that never limits, for `--rate-limit 0`. */
 export const unlimited: RateLimiter = { tryTake: () => 0, take: () => Promise.resolve() };
 
-export function tokenBucket(rate: number, clock: Clock = monotonicClock): RateLimiter {
+export function tokenBucket(
+  rate: number,
+  clock: Clock = monotonicClock,
+): LocalRateLimiter {
   if (!(rate > 0)) {
     throw new RangeError(`Cannot build a token bucket as 'rate' must be positive: current value is ${rate}`);
   }
