@@ -11,7 +11,8 @@ const FILES = [
   "env.example",
   "Dockerfile",
   "kubernetes/deployment.yaml",
-  "kubernetes/servicemonitor.yaml",
+  "kubernetes/common/servicemonitor.yaml",
+  "kubernetes/scale-out/deployment.yaml",
 ];
 
 function helpText(): string {
@@ -79,6 +80,22 @@ Deno.test("the deployment's arguments parse: the container would start", async (
   assert(deployment.includes("path: /health") && deployment.includes("path: /ready"));
   const unit = await read("deepseek-ollama-bridge.service");
   assert(Number(/TimeoutStopSec=(\d+)/.exec(unit)![1]) * 1000 > config.shutdownTimeoutMs);
+});
+
+Deno.test("the scale-out deployment: replicas sharing Redis, rolling updates, no volume to claim", async () => {
+  const deployment = await read("kubernetes/scale-out/deployment.yaml");
+  const args = [...deployment.matchAll(/^\s+- (--[a-z-]+(?:=\S+)?)$/gm)].map((match) => match[1]);
+  const config = parseConfig(args.map((arg) => arg.replace("/keys/", "./keys/")), {
+    BRIDGE_REDIS_URL: "redis://bridge-redis:6379/0",
+    BRIDGE_REDIS_SECRET: "s",
+  });
+  assertEquals(config.redis?.url, "redis://bridge-redis:6379/0");
+  assert(Number(/replicas: (\d+)/.exec(deployment)![1]) >= 2);
+  assert(deployment.includes("type: RollingUpdate") && deployment.includes("path: /ready"));
+  assert(!deployment.includes("persistentVolumeClaim"), "no ReadWriteOnce volume");
+  const compose = await Deno.readTextFile(new URL("compose/docker-compose.yaml", DEPLOY));
+  assert(compose.includes("bridge-a: *bridge") && compose.includes("bridge-b: *bridge"));
+  assert(compose.includes("volatile-lru") && compose.includes("BRIDGE_REDIS_URL"));
 });
 
 Deno.test("every metric the Grafana dashboard queries is one the bridge exports", async () => {
