@@ -9,6 +9,7 @@ import { cache } from "./scenarios/cache.ts";
 import { fairShare } from "./scenarios/fair_share.ts";
 import { lua } from "./scenarios/lua.ts";
 import { passthrough } from "./scenarios/passthrough.ts";
+import { redis } from "./scenarios/redis.ts";
 import { think } from "./scenarios/think.ts";
 import { transports } from "./scenarios/transports.ts";
 
@@ -28,7 +29,7 @@ console.log(
 if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
 
 const rows: Row[] = [];
-const scenarios = { passthrough, transports, fairShare, think, cache, lua };
+const scenarios = { passthrough, transports, fairShare, think, cache, lua, redis };
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 for (const [name, run] of Object.entries(scenarios)) {
   if (!only || only.includes(name)) rows.push(...await run(context));
