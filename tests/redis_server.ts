@@ -47,13 +47,14 @@ export function redisTest(name: string, fn: () => Promise<void>): void {
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** Starts a redis-server; `extra` are more of its arguments (such as `--maxmemory-policy allkeys-lru`). */
+export async function startRedis(...extra: string[]): Promise<TestRedis> {
   if (!found) throw new Error("redis-server is not installed (apt-get install -y redis-server)");
   const port = freePort();
   let process: Deno.ChildProcess | undefined;
   const start = async () => {
     process = new Deno.Command(found, {
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra],
       stdout: "null",
       stderr: "null",
     }).spawn();

@@ -5,6 +5,7 @@
 import { assert, assertEquals, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 import { spawnBridge, startTestBridge, tempCacheDir } from "./harness.ts";
+import { createClient } from "redis";
 import { redisTest, startRedis } from "./redis_server.ts";
 
 const chat = (content = "hi", extra: Record<string, unknown> = {}) => ({
@@ -349,3 +350,45 @@ redisTest("a leader replica that dies before answering: a follower takes its fli
   assertEquals((await answer.json()).choices[0].message.content, "taken over");
   assertEquals(upstream.received.length, 2);
 });
+
+redisTest("what is in Redis is checked: garbage answers and flights are misses, never errors", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream({ reply: "fresh" });
+  await using fleet = await twoReplicas(redis.url, upstream);
+  await (await fleet.a.post("/v1/chat/completions", chat("tampered"))).body?.cancel();
+  await fleet.a.cacheSettled();
+  const names = [...(await redis.dump()).keys()].filter((name) => name.startsWith("bridge:answer:"));
+  assertEquals(names.length, 1);
+  const client = createClient({ url: redis.url });
+  await client.connect();
+  try {
+    await client.set(names[0], "\x00\x00\x00\x10{not an answer", { PX: 60_000 });
+    const garbage = await fleet.b.post("/v1/chat/completions", chat("tampered"));
+    assertEquals(garbage.status, 200);
+    assertEquals(garbage.headers.get("x-cache"), "MISS");
+    await garbage.body?.cancel();
+    await fleet.b.cacheSettled();
+    // A flight lease held by nobody, whose stream starts with a head no bridge wrote.
+    const key = names[0].slice("bridge:answer:".length);
+    await client.del(names[0]);
+    await client.set(`bridge:flight:${key}`, "forged-token", { PX: 60_000 });
+    await client.xAdd(`bridge:flight:${key}:forged-token`, "*", { t: "head", v: '{"status":"x"}' });
+    const forged = await fleet.a.post("/v1/chat/completions", chat("tampered"), {
+      "cache-control": "max-age=0",
+    });
+    assertEquals(forged.status, 200);
+    assertEquals((await forged.json()).choices[0].message.content, "fresh");
+  } finally {
+    await client.close();
+  }
+});
+
+redisTest(
+  "a Redis whose eviction policy could drop pending jobs is named in a warning at start",
+  async () => {
+    await using redis = await startRedis("--maxmemory-policy", "allkeys-lru");
+    await using upstream = new FakeUpstream();
+    await using fleet = await twoReplicas(redis.url, upstream);
+    assert(fleet.a.logs.some((line) => line.includes("maxmemory-policy") && line.includes("volatile-lru")));
+  },
+);

@@ -151,7 +151,14 @@ export class RedisJobs implements JobStore {
 
   async #record(id: string): Promise<JobRecord | undefined> {
     const text = await this.link.call("jobs", (c) => c.get(this.#name("job", id)));
-    return text ? JSON.parse(text) as JobRecord : undefined;
+    try {
+      const record = text ? JSON.parse(text) : undefined;
+      return typeof record?.digest === "string" && ["pending", "running", "done"].includes(record.state)
+        ? record as JobRecord
+        : undefined;
+    } catch {
+      return undefined; // not a record this bridge wrote
+    }
   }
 
   /** Takes jobs while the bridge runs: claims of dead replicas' jobs first, then new ones. */
@@ -224,7 +231,10 @@ export class RedisJobs implements JobStore {
     try {
       const record = await this.#record(id);
       const request = record && record.state !== "done" ? await this.#request(id) : undefined;
-      if (!record || !request) return await this.#finish(stream, entryId, []);
+      // Done already, or its request is gone or does not open (another secret, tampered): the entry is
+      // dropped and so is the record, so the next submission makes a new job instead of waiting forever.
+      if (!record || record.state === "done") return await this.#finish(stream, entryId, []);
+      if (!request) return await this.#finish(stream, entryId, [(c) => c.del(this.#name("job", id))], id);
       await this.link.call(
         "jobs",
         (c) => c.set(this.#name("job", id), JSON.stringify({ ...record, state: "running" })),
@@ -282,8 +292,16 @@ export class RedisJobs implements JobStore {
       });
       return undefined;
     }
-    const stored = JSON.parse(new TextDecoder().decode(plain));
-    return { ...stored, body: stored.body === null ? null : new TextEncoder().encode(stored.body) };
+    try {
+      const stored = JSON.parse(new TextDecoder().decode(plain));
+      const valid = typeof stored?.method === "string" && typeof stored.path === "string" &&
+        typeof stored.search === "string" && Array.isArray(stored.headers) &&
+        (stored.body === null || typeof stored.body === "string");
+      if (!valid) return undefined;
+      return { ...stored, body: stored.body === null ? null : new TextEncoder().encode(stored.body) };
+    } catch {
+      return undefined;
+    }
   }
 
   #name(...parts: string[]): string {

@@ -202,12 +202,11 @@ class Follower {
       this.close();
       return "takeover";
     }
-    const head = JSON.parse(decoder.decode(first.value)) as {
-      status: number;
-      headers: [string, string][];
-      format?: StreamFormat;
-      closeFramed?: boolean;
-    };
+    const head = parseHead(first.value);
+    if (!head) {
+      this.close();
+      return "takeover"; // not a head this bridge wrote: no flight to follow
+    }
     const body = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         for (;;) {
@@ -225,7 +224,7 @@ class Follower {
       },
       cancel: () => this.close(),
     }, { highWaterMark: 0 });
-    return { head: { ...head, headers: new Headers(head.headers) }, body };
+    return { head, body };
   }
 
   close(): void {
@@ -299,9 +298,39 @@ function errorBytes(error: unknown): Uint8Array {
   return encoder.encode(JSON.stringify({ status, type, code, message }));
 }
 
+/** A head as a leader publishes it, or undefined for bytes that are not one. */
+function parseHead(bytes: Uint8Array): FlightHead | undefined {
+  try {
+    const head = JSON.parse(decoder.decode(bytes));
+    const valid = Number.isInteger(head?.status) && head.status >= 100 && head.status <= 599 &&
+      Array.isArray(head.headers) &&
+      head.headers.every((pair: unknown) =>
+        Array.isArray(pair) && pair.length === 2 && pair.every((part) => typeof part === "string")
+      ) &&
+      (head.format === undefined || head.format === "sse" || head.format === "ndjson");
+    if (!valid) return undefined;
+    const format: StreamFormat | undefined = head.format;
+    return {
+      status: head.status,
+      headers: new Headers(head.headers),
+      format,
+      closeFramed: head.closeFramed === true,
+    };
+  } catch { // not JSON, or a header Headers refuses
+    return undefined;
+  }
+}
+
 function failureOf(bytes: Uint8Array): BridgeError {
-  const { status, type, code, message } = JSON.parse(decoder.decode(bytes));
-  return new BridgeError(status, type, code, message);
+  try {
+    const { status, type, code, message } = JSON.parse(decoder.decode(bytes));
+    if (Number.isInteger(status) && status >= 400 && status <= 599 && typeof message === "string") {
+      return new BridgeError(status, String(type), String(code), message);
+    }
+  } catch {
+    // not a failure this bridge wrote
+  }
+  return leaderGone();
 }
 
 function leaderGone(): BridgeError {
