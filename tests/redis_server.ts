@@ -13,6 +13,9 @@ export interface TestRedis extends AsyncDisposable {
   /** Stops the server (the outage); `start` brings it back on the same port, empty. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Freezes the server (SIGSTOP: every command hangs, a slow Redis) until `resume` (SIGCONT). */
+  pause(): void;
+  resume(): void;
   /** Every key and its value (strings, hashes and streams dumped as text), as an operator's SCAN sees them. */
   dump(): Promise<Map<string, string>>;
 }
@@ -70,6 +73,7 @@ export async function startRedis(...extra: string[]): Promise<TestRedis> {
   };
   const stop = async () => {
     if (!process) return;
+    process.kill("SIGCONT"); // a paused server must be able to die
     process.kill("SIGKILL");
     await process.status;
     process = undefined;
@@ -80,6 +84,8 @@ export async function startRedis(...extra: string[]): Promise<TestRedis> {
     port,
     stop,
     start,
+    pause: () => process?.kill("SIGSTOP"),
+    resume: () => process?.kill("SIGCONT"),
     dump: () => dump(`redis://127.0.0.1:${port}/0`),
     [Symbol.asyncDispose]: stop,
   };

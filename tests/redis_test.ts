@@ -194,15 +194,16 @@ redisTest(
     await using upstream = new FakeUpstream();
     await using fleet = await twoReplicas(redis.url, upstream, "-r", "1000");
     const metric = async (replica: typeof fleet.a) => (await (await fetch(`${replica.url}/metrics`)).text());
-    await redis.stop();
-    const statuses = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const response = await (i % 2 ? fleet.a : fleet.b).post(
-        "/v1/chat/completions",
-        chat(`during outage ${i}`),
-      );
+    // Requests keep arriving, a few ms apart, while Redis goes away under them.
+    const load = Array.from({ length: 40 }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 10));
+      const response = await (i % 2 ? fleet.a : fleet.b).post("/v1/chat/completions", chat(`mid-load ${i}`));
       await response.body?.cancel();
       return response.status;
-    }));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await redis.stop();
+    const statuses = await Promise.all(load);
     assertEquals(statuses.filter((status) => status !== 200), []);
     for (const replica of [fleet.a, fleet.b]) {
       assertEquals((await fetch(`${replica.url}/ready`)).status, 200);
@@ -392,3 +393,33 @@ redisTest(
     assert(fleet.a.logs.some((line) => line.includes("maxmemory-policy") && line.includes("volatile-lru")));
   },
 );
+
+redisTest("a frozen Redis (every command slower than 50 ms) is worked around, then used again", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  await using fleet = await twoReplicas(redis.url, upstream, "-r", "1000", "--enable-async-request");
+  const metric = async () => await (await fetch(`${fleet.a.url}/metrics`)).text();
+  redis.pause();
+  try {
+    const started = performance.now();
+    const response = await fleet.a.post("/v1/chat/completions", chat("while frozen"));
+    assertEquals(response.status, 200);
+    await response.body?.cancel();
+    // The deadline is 50 ms a command: the answer does not wait for Redis (bounded generously).
+    assert(performance.now() - started < 5000, "the request did not hang on Redis");
+    await waitFor(async () => /^bridge_redis_up 0$/m.test(await metric()), { message: "redis marked down" });
+    const job = await fleet.a.post("/v1/chat/completions", {
+      ...chat("job"),
+      request_fingerprint: "fp-frozen",
+    });
+    assertEquals(job.status, 503);
+    assertEquals(job.headers.get("retry-after"), "1");
+    assertEquals((await job.json()).error.code, "async_store_unavailable");
+  } finally {
+    redis.resume();
+  }
+  await waitFor(async () => /^bridge_redis_up 1$/m.test(await metric()), {
+    timeout: 20_000,
+    message: "back up",
+  });
+});

@@ -15,6 +15,12 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 export const COMMAND_DEADLINE_MS = 50;
 const HEALTH_EVERY_MS = 1000;
 const CONNECT_WAIT_MS = 1000;
+/**
+ * The main connection is closed (and made again) after this long without a byte from Redis: commands left
+ * unanswered by a frozen server are failed then, rather than held forever. The PING each second keeps a healthy
+ * connection from ever being this quiet.
+ */
+const SILENT_SOCKET_MS = 5000;
 
 type Client = ReturnType<typeof makeClient>;
 /** Redis with its bulk strings read as bytes (answers, flight events). */
@@ -58,7 +64,7 @@ export class RedisLink {
   static async open(settings: RedisSettings, metrics: BridgeMetrics, log: Logger): Promise<RedisLink> {
     const url = new URL(settings.url);
     if (url.password) log.addSecrets([decodeURIComponent(url.password), settings.url]);
-    const client = makeClient(settings.url, COMMAND_DEADLINE_MS);
+    const client = makeClient(settings.url, COMMAND_DEADLINE_MS, SILENT_SOCKET_MS);
     const link = new RedisLink(client, settings, metrics, log);
     // node-redis reports every failed reconnect here; the link logs only the changes of state.
     client.on("error", () => link.#setUp(false));
@@ -85,7 +91,7 @@ export class RedisLink {
   async call<T>(use: string, command: (client: Client, bytes: BytesClient) => Promise<T>): Promise<T> {
     if (!this.#up) throw new RedisUnavailable(use);
     try {
-      return await command(this.client, this.bytes);
+      return await withinDeadline(command(this.client, this.bytes));
     } catch (error) {
       this.metrics.redisFailures.inc({ use });
       // A timeout or a lost connection: stop using Redis until a PING says it is back.
@@ -133,7 +139,7 @@ export class RedisLink {
     if (this.#closed) return;
     let ok = false;
     try {
-      ok = this.client.isReady && (await this.client.ping()) === "PONG";
+      ok = this.client.isReady && (await withinDeadline(this.client.ping())) === "PONG";
     } catch {
       ok = false;
     }
@@ -167,16 +173,37 @@ export class RedisLink {
   }
 }
 
-function makeClient(url: string, deadlineMs: number | undefined) {
+function makeClient(url: string, deadlineMs: number | undefined, socketTimeout?: number) {
   return createClient({
     url,
     disableOfflineQueue: true,
     commandOptions: deadlineMs ? { timeout: deadlineMs } : undefined,
     socket: {
       connectTimeout: 2000,
+      socketTimeout,
       reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000),
     },
   });
+}
+
+/**
+ * The command's result, or a rejection once COMMAND_DEADLINE_MS passed. node-redis's own command timeout stops
+ * at the write: a server that takes the command and never answers would hold the request forever.
+ */
+async function withinDeadline<T>(command: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${COMMAND_DEADLINE_MS} ms`)),
+      COMMAND_DEADLINE_MS,
+    );
+  });
+  command.catch(() => {}); // it may still fail after the deadline: nobody listens then
+  try {
+    return await Promise.race([command, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function isReplyError(error: unknown): boolean {
