@@ -423,3 +423,21 @@ redisTest("a frozen Redis (every command slower than 50 ms) is worked around, th
     message: "back up",
   });
 });
+
+redisTest("two fleets with their own --redis-prefix share one Redis and nothing else", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  await using blue = await twoReplicas(redis.url, upstream, "--redis-prefix", "blue:");
+  await using green = await twoReplicas(redis.url, upstream, "--redis-prefix", "green:");
+  await (await blue.a.post("/v1/chat/completions", chat("which fleet"))).body?.cancel();
+  await blue.a.cacheSettled();
+  const sameFleet = await blue.b.post("/v1/chat/completions", chat("which fleet"));
+  assertEquals(sameFleet.headers.get("x-cache"), "HIT-REDIS");
+  await sameFleet.body?.cancel();
+  const otherFleet = await green.b.post("/v1/chat/completions", chat("which fleet"));
+  assertEquals(otherFleet.headers.get("x-cache"), "MISS");
+  await otherFleet.body?.cancel();
+  await green.b.cacheSettled();
+  const names = [...(await redis.dump()).keys()];
+  assert(names.every((name) => name.startsWith("blue:") || name.startsWith("green:")), names.join(" "));
+});
