@@ -85,7 +85,8 @@ export class FrameReader {
       const end = 8 + headLength + bytesLength;
       if (this.#buffer.length < end) break;
       const head = JSON.parse(decoder.decode(this.#buffer.subarray(8, 8 + headLength)));
-      frames.push((bytesLength ? restore(head, this.#buffer.slice(8 + headLength, end)) : head) as T);
+      // Restored even when no byte follows: an empty byte string is a reference too.
+      frames.push(restore(head, this.#buffer.slice(8 + headLength, end)) as T);
       this.#buffer = this.#buffer.subarray(end);
     }
     return frames;

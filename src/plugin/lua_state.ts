@@ -11,6 +11,8 @@
  * is not valid UTF-8 comes back as a Uint8Array, unchanged.
  */
 import fengari from "fengari";
+import lobject from "fengari/src/lobject.js";
+import lstring from "fengari/src/lstring.js";
 import { dirname } from "node:path";
 
 const { lua, lauxlib, lualib } = fengari;
@@ -21,6 +23,39 @@ const decoder = new TextDecoder();
 /** For strings read back from Lua: exact bytes, or an error for those that are not UTF-8 (kept as bytes). */
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const str = (text: string) => encoder.encode(text);
+
+/**
+ * Text to and from Lua byte strings, with a fast path for short ASCII (keys, methods, header values): a loop
+ * beats a TextEncoder/TextDecoder call at that size, and gives the same bytes.
+ */
+function keyName(bytes: Uint8Array): string {
+  if (bytes.length > 64) return decoder.decode(bytes);
+  let name = "";
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] > 0x7f) return decoder.decode(bytes);
+    name += String.fromCharCode(bytes[i]);
+  }
+  return name;
+}
+
+function textBytes(text: string): Uint8Array {
+  if (text.length > 64) return encoder.encode(text);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return encoder.encode(text);
+    bytes[i] = code;
+  }
+  return bytes;
+}
+
+/**
+ * Pushes bytes nobody else holds as a Lua string, without the copy lua_pushstring makes (fengari copies with
+ * Uint8Array.from, element by element: the largest cost of a hook call with a body).
+ */
+function pushOwnedBytes(L: State, bytes: Uint8Array): void {
+  lobject.pushsvalue2s(L, lstring.luaS_bless(L, bytes));
+}
 
 /** A value crossing between JavaScript and Lua: what hook tables are made of. */
 export type LuaValue =
@@ -96,14 +131,15 @@ export class LuaState {
   call(name: string, argument: LuaValue, results: number, timeoutMs: number): LuaValue[] {
     const L = this.#L;
     lua.lua_settop(L, 0);
-    lua.lua_getglobal(L, str(name));
+    lua.lua_getglobal(L, textBytes(name));
     this.#push(argument);
     this.#deadline = performance.now() + timeoutMs;
     const status = lua.lua_pcall(L, 1, results, 0);
     this.#deadline = Infinity;
     if (status !== lua.LUA_OK) throw new LuaError(`${name} failed: ${this.#popString()}`);
     const values: LuaValue[] = [];
-    for (let i = 1; i <= results; i++) values.push(this.#read(i));
+    // A hook's table carries its `body` back as bytes: no UTF-8 decode, and it crosses to the bridge as is.
+    for (let i = 1; i <= results; i++) values.push(this.#read(i, L, 0, true));
     lua.lua_settop(L, 0);
     return values;
   }
@@ -246,8 +282,8 @@ export class LuaState {
     else if (typeof value === "number") {
       if (Number.isInteger(value) && Math.abs(value) < 2 ** 31) lua.lua_pushinteger(L, value);
       else lua.lua_pushnumber(L, value);
-    } else if (typeof value === "string") lua.lua_pushstring(L, encoder.encode(value));
-    else if (value instanceof Uint8Array) lua.lua_pushstring(L, value);
+    } else if (typeof value === "string") pushOwnedBytes(L, textBytes(value));
+    else if (value instanceof Uint8Array) pushOwnedBytes(L, value.slice());
     else if (Array.isArray(value)) {
       lua.lua_createtable(L, value.length, 0);
       value.forEach((item, i) => {
@@ -259,13 +295,13 @@ export class LuaState {
       lua.lua_createtable(L, 0, entries.length);
       for (const [key, item] of entries) {
         this.#push(item, L);
-        lua.lua_setfield(L, -2, encoder.encode(key));
+        lua.lua_setfield(L, -2, textBytes(key));
       }
     }
   }
 
   /** Reads a Lua value as JavaScript: tables with keys 1..n become arrays, other tables objects. */
-  #read(index: number, L: State = this.#L, depth = 0): LuaValue {
+  #read(index: number, L: State = this.#L, depth = 0, bodyAsBytes = false): LuaValue {
     if (depth > 64) throw new LuaError("Table nested too deep to convert");
     switch (lua.lua_type(L, index)) {
       case lua.LUA_TBOOLEAN:
@@ -281,13 +317,13 @@ export class LuaState {
         }
       }
       case lua.LUA_TTABLE:
-        return this.#readTable(lua.lua_absindex(L, index), L, depth);
+        return this.#readTable(lua.lua_absindex(L, index), L, depth, bodyAsBytes);
       default:
         return null; // nil, cjson.null, functions: nothing JSON can carry
     }
   }
 
-  #readTable(index: number, L: State, depth: number): LuaValue {
+  #readTable(index: number, L: State, depth: number, bodyAsBytes = false): LuaValue {
     if (this.#emptyArrayRef) {
       lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, this.#emptyArrayRef);
       const isEmptyArray = lua.lua_rawequal(L, -1, index);
@@ -301,9 +337,9 @@ export class LuaState {
     lua.lua_pushnil(L);
     while (lua.lua_next(L, index) !== 0) {
       count++;
-      const value = this.#read(-1, L, depth + 1);
       if (lua.lua_type(L, -2) === lua.LUA_TNUMBER && lua.lua_isinteger(L, -2)) {
         const key = lua.lua_tointeger(L, -2);
+        const value = this.#read(-1, L, depth + 1);
         array[key - 1] = value;
         object[String(key)] = value;
         if (key < 1) arrayLike = false;
@@ -311,8 +347,11 @@ export class LuaState {
         arrayLike = false;
         // lua_tostring would turn a number key on the stack into a string and confuse lua_next: copy it first.
         lua.lua_pushvalue(L, -2);
-        object[decoder.decode(lua.lua_tostring(L, -1))] = value;
+        const key = keyName(lua.lua_tostring(L, -1));
         lua.lua_pop(L, 1);
+        object[key] = bodyAsBytes && key === "body" && lua.lua_type(L, -1) === lua.LUA_TSTRING
+          ? lua.lua_tostring(L, -1).slice()
+          : this.#read(-1, L, depth + 1);
       }
       lua.lua_pop(L, 1);
     }

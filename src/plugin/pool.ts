@@ -129,8 +129,10 @@ class LuaProcess {
     let started = false;
     const stdout = this.#process.stdout;
     (async () => {
-      for await (const chunk of stdout) {
-        for (const message of frames.push<FromLua>(chunk)) {
+      // A reader's loop: a little less machinery per call than the stream's async iterator.
+      const reader = stdout.getReader();
+      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        for (const message of frames.push<FromLua>(read.value)) {
           if (message.type === "ready") {
             started = true;
             ready();
