@@ -13,7 +13,8 @@ import { normalizePath } from "../core/request_path.ts";
 import type { LuaValue } from "./lua_state.ts";
 import { isFieldValue, isToken } from "../core/http_syntax.ts";
 import { concatBytes } from "../core/bytes.ts";
-import { type LuaPool, PluginFailure } from "./pool.ts";
+import { PluginFailure } from "./pool.ts";
+import type { LuaRunner } from "./runner.ts";
 
 type Table = { [key: string]: LuaValue };
 
@@ -21,7 +22,7 @@ const encoder = new TextEncoder();
 
 export class PluginHooks {
   constructor(
-    private readonly pool: LuaPool,
+    private readonly pool: LuaRunner,
     private readonly log: Logger,
     private readonly metrics: BridgeMetrics,
   ) {}

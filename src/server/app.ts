@@ -11,7 +11,7 @@ import { fleetRateLimiter } from "../upstream/fleet_rate_limit.ts";
 import { shareKeyCooldowns } from "../upstream/fleet_key_cooldowns.ts";
 import { CacheService } from "../cache/service.ts";
 import { PluginHooks } from "../plugin/hooks.ts";
-import { LuaPool } from "../plugin/pool.ts";
+import { startLua } from "../plugin/runner.ts";
 import { isProxiedPath } from "../core/endpoints.ts";
 import { authenticate, InvalidApiKey } from "./authenticate.ts";
 import { loadKeys } from "../upstream/key_loading.ts";
@@ -72,7 +72,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const access = keys.accessKeys.length || config.shared.accessKeysFile
     ? new AccessKeys(keys.accessKeys)
     : undefined;
-  const luaPool = config.lua ? await LuaPool.start({ ...config.lua, log, metrics }) : undefined;
+  const luaPool = config.lua ? await startLua({ ...config.lua, log, metrics }) : undefined;
   const plugin = luaPool ? new PluginHooks(luaPool, log, metrics) : undefined;
   const redis = config.redis ? await RedisLink.open(config.redis, metrics, log) : undefined;
   // This replica's own bucket is its share of the fleet's rate; with Redis it is only the outage fallback.
