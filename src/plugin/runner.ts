@@ -4,7 +4,6 @@
  * in 2^N sandboxed Lua processes (pool.ts), killed and replaced at `--lua-timeout` or `--lua-memory-limit`. Both
  * states have the same sandbox; the log says which was chosen, and why.
  */
-import type { Logger } from "../observe/log.ts";
 import { boundedScript } from "./bounded_script.ts";
 import { LuaError, LuaState, type LuaValue } from "./lua_state.ts";
 import { LuaPool, type LuaPoolOptions } from "./pool.ts";
