@@ -1,0 +1,156 @@
+/**
+ * Scale-out (`--redis-url`), async jobs and secrets: a job taken by one replica is answered by another, survives
+ * the death of the replica running it; no credential is in Redis in clear; key cooldowns reach every replica.
+ */
+import { assert, assertEquals, waitFor } from "./assert.ts";
+import { FakeUpstream } from "./fake_upstream.ts";
+import { spawnBridge, tempCacheDir } from "./harness.ts";
+import { redisTest, startRedis } from "./redis_server.ts";
+import { chat, job, twoReplicas } from "./redis_fleet.ts";
+
+redisTest("an async job accepted by one replica is answered by the other", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream({ reply: "job result" });
+  await using fleet = await twoReplicas(redis.url, upstream, "--enable-async-request");
+  const accepted = await fleet.a.post("/v1/chat/completions", job("fp-shared"));
+  assertEquals(accepted.status, 202);
+  await accepted.body?.cancel();
+  const done = await waitFor(async () => {
+    const poll = await fleet.b.post("/v1/chat/completions", job("fp-shared"));
+    if (poll.status === 202) return void await poll.body?.cancel();
+    return poll;
+  }, { message: "the job's result at the other replica" });
+  assertEquals(done.status, 200);
+  assertEquals((await done.json()).choices[0].message.content, "job result");
+  assertEquals(upstream.received.length, 1);
+  const conflict = await fleet.b.post("/v1/chat/completions", job("fp-shared", "another task"));
+  assertEquals(conflict.status, 409);
+  await conflict.body?.cancel();
+});
+
+redisTest("a replica killed mid-job loses nothing: another claims the job and finishes it", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream({ reply: "finished elsewhere" });
+  await using dir = await tempCacheDir();
+  upstream.plan({ delayMs: 30_000 }); // the first replica's call never ends: it dies first
+  const a = await spawnBridge(
+    upstream.url,
+    "--enable-async-request",
+    "--cache-dir",
+    dir.path,
+    "--redis-url",
+    redis.url,
+  );
+  try {
+    const accepted = await fetch(`${a.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(job("fp-crash")),
+    });
+    assertEquals(accepted.status, 202);
+    await accepted.body?.cancel();
+    await waitFor(() => upstream.received.length === 1, { message: "the job reached the upstream" });
+  } finally {
+    a.process.kill("SIGKILL");
+    await a.process.status;
+  }
+  await using fleet = await twoReplicas(redis.url, upstream, "--enable-async-request");
+  const done = await waitFor(async () => {
+    const poll = await fleet.b.post("/v1/chat/completions", job("fp-crash"));
+    if (poll.status === 202) return void await poll.body?.cancel();
+    return poll;
+  }, { timeout: 30_000, interval: 250, message: "the job finished by a surviving replica" });
+  assertEquals(done.status, 200);
+  assertEquals((await done.json()).choices[0].message.content, "finished elsewhere");
+  assertEquals(upstream.received.length, 2);
+});
+
+redisTest(
+  "no credential is in Redis in clear: answers, flights, jobs (sealed) and key cooldowns",
+  async () => {
+    await using redis = await startRedis();
+    await using upstream = new FakeUpstream({ reply: "private" });
+    const credential = "sk-client-secret-0123456789";
+    await using fleet = await twoReplicas(
+      redis.url,
+      upstream,
+      "--enable-async-request",
+      "--redis-secret",
+      "fleet-secret-for-tests",
+    );
+    const auth = { authorization: `Bearer ${credential}` };
+    await (await fleet.a.post("/v1/chat/completions", chat("mine"), auth)).body?.cancel();
+    await (await fleet.a.post("/v1/chat/completions", chat("stream", { stream: true }), auth)).body?.cancel();
+    upstream.plan({ delayMs: 1500 }); // the job is still waiting (its request in Redis) when Redis is read
+    const accepted = await fleet.b.post("/v1/chat/completions", job("fp-secret"), auth);
+    assertEquals(accepted.status, 202);
+    await accepted.body?.cancel();
+    await waitFor(() => upstream.received.length === 3, { message: "the job's upstream call" });
+    assertEquals(upstream.received[2].headers.get("authorization"), `Bearer ${credential}`);
+    const contents = await redis.dump();
+    assert(
+      [...contents.keys()].some((name) => name.startsWith("bridge:jobreq:")),
+      "the job's request is kept",
+    );
+    for (const [name, value] of contents) {
+      assert(!name.includes(credential) && !value.includes(credential), `${name} holds the credential`);
+      assert(!value.includes("fleet-secret-for-tests"), `${name} holds the Redis secret`);
+    }
+    // The job sealed under the fleet's secret still runs: its answer comes back to the client.
+    const done = await waitFor(async () => {
+      const poll = await fleet.a.post("/v1/chat/completions", job("fp-secret"), auth);
+      if (poll.status === 202) return void await poll.body?.cancel();
+      return poll;
+    }, { message: "the sealed job's result" });
+    assertEquals(done.status, 200);
+    await done.body?.cancel();
+  },
+);
+
+redisTest("without --redis-secret a job that must keep a credential is refused at submission", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  await using fleet = await twoReplicas(redis.url, upstream, "--enable-async-request");
+  const refused = await fleet.a.post("/v1/chat/completions", job("fp-cred"), {
+    authorization: "Bearer sk-mine",
+  });
+  assertEquals(refused.status, 503);
+  const body = await refused.json();
+  assertEquals(body.error.code, "async_needs_redis_secret");
+  assert(body.error.message.includes("--redis-secret"), body.error.message);
+  assertEquals(upstream.received.length, 0);
+  const ollama = await fleet.a.post("/api/chat", job("fp-cred-2"), { authorization: "Bearer sk-mine" });
+  assertEquals(ollama.status, 503);
+  assert(typeof (await ollama.json()).error === "string", "Ollama's error shape on /api");
+  // A job with no credential to keep is taken as usual.
+  const accepted = await fleet.a.post("/v1/chat/completions", job("fp-plain"));
+  assertEquals(accepted.status, 202);
+  await accepted.body?.cancel();
+});
+
+redisTest("shared mode: a key cooled down by a 429 at one replica is cooled down at the other", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  await using fleet = await twoReplicas(
+    redis.url,
+    upstream,
+    "--enable-shared-mode",
+    "--api-key",
+    "upstream-key-one",
+    "--api-key",
+    "upstream-key-two",
+  );
+  upstream.plan({ status: 429, body: '{"error":"slow down"}', headers: { "retry-after": "60" } });
+  await (await fleet.a.post("/v1/chat/completions", chat("first"))).body?.cancel();
+  assertEquals(upstream.received[0].headers.get("authorization"), "Bearer upstream-key-one");
+  const healthy = async () =>
+    /^bridge_upstream_keys_healthy 1$/m.test(await (await fetch(`${fleet.b.url}/metrics`)).text());
+  await waitFor(healthy, { message: "replica B cooled the key down" });
+  const before = upstream.received.length;
+  await (await fleet.b.post("/v1/chat/completions", chat("second"))).body?.cancel();
+  assertEquals(upstream.received[before].headers.get("authorization"), "Bearer upstream-key-two");
+  const contents = await redis.dump();
+  for (const [name, value] of contents) {
+    assert(!`${name}${value}`.includes("upstream-key-"), `${name} holds a pooled key in clear`);
+  }
+});

@@ -1,0 +1,86 @@
+/** Scale-out (`--redis-url`) when Redis goes away, freezes, or may evict: every replica keeps serving. */
+import { assert, assertEquals, waitFor } from "./assert.ts";
+import { FakeUpstream } from "./fake_upstream.ts";
+import { redisTest, startRedis } from "./redis_server.ts";
+import { chat, twoReplicas } from "./redis_fleet.ts";
+
+redisTest(
+  "Redis stopped mid-load: no client error, /ready stays ready, sharing resumes after restart",
+  async () => {
+    await using redis = await startRedis();
+    await using upstream = new FakeUpstream();
+    await using fleet = await twoReplicas(redis.url, upstream, "-r", "1000");
+    const metric = async (replica: typeof fleet.a) => (await (await fetch(`${replica.url}/metrics`)).text());
+    // Requests keep arriving, a few ms apart, while Redis goes away under them.
+    const load = Array.from({ length: 40 }, async (_, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 10));
+      const response = await (i % 2 ? fleet.a : fleet.b).post("/v1/chat/completions", chat(`mid-load ${i}`));
+      await response.body?.cancel();
+      return response.status;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await redis.stop();
+    const statuses = await Promise.all(load);
+    assertEquals(statuses.filter((status) => status !== 200), []);
+    for (const replica of [fleet.a, fleet.b]) {
+      assertEquals((await fetch(`${replica.url}/ready`)).status, 200);
+      await waitFor(async () => /^bridge_redis_up 0$/m.test(await metric(replica)), {
+        message: "redis down",
+      });
+    }
+    assert(fleet.a.logs.some((line) => line.includes("redis is down")), "a log line says Redis went away");
+    await redis.start();
+    for (const replica of [fleet.a, fleet.b]) {
+      await waitFor(async () => /^bridge_redis_up 1$/m.test(await metric(replica)), {
+        timeout: 20_000,
+        message: "redis up again",
+      });
+    }
+    assert(fleet.a.logs.some((line) => line.includes("redis is up")), "a log line says Redis is back");
+    await (await fleet.a.post("/v1/chat/completions", chat("after the outage"))).body?.cancel();
+    await fleet.a.cacheSettled();
+    const shared = await fleet.b.post("/v1/chat/completions", chat("after the outage"));
+    assertEquals(shared.headers.get("x-cache"), "HIT-REDIS");
+    await shared.body?.cancel();
+  },
+);
+
+redisTest(
+  "a Redis whose eviction policy could drop pending jobs is named in a warning at start",
+  async () => {
+    await using redis = await startRedis("--maxmemory-policy", "allkeys-lru");
+    await using upstream = new FakeUpstream();
+    await using fleet = await twoReplicas(redis.url, upstream);
+    assert(fleet.a.logs.some((line) => line.includes("maxmemory-policy") && line.includes("volatile-lru")));
+  },
+);
+
+redisTest("a frozen Redis (every command slower than 50 ms) is worked around, then used again", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  await using fleet = await twoReplicas(redis.url, upstream, "-r", "1000", "--enable-async-request");
+  const metric = async () => await (await fetch(`${fleet.a.url}/metrics`)).text();
+  redis.pause();
+  try {
+    const started = performance.now();
+    const response = await fleet.a.post("/v1/chat/completions", chat("while frozen"));
+    assertEquals(response.status, 200);
+    await response.body?.cancel();
+    // The deadline is 50 ms a command: the answer does not wait for Redis (bounded generously).
+    assert(performance.now() - started < 5000, "the request did not hang on Redis");
+    await waitFor(async () => /^bridge_redis_up 0$/m.test(await metric()), { message: "redis marked down" });
+    const job = await fleet.a.post("/v1/chat/completions", {
+      ...chat("job"),
+      request_fingerprint: "fp-frozen",
+    });
+    assertEquals(job.status, 503);
+    assertEquals(job.headers.get("retry-after"), "1");
+    assertEquals((await job.json()).error.code, "async_store_unavailable");
+  } finally {
+    redis.resume();
+  }
+  await waitFor(async () => /^bridge_redis_up 1$/m.test(await metric()), {
+    timeout: 20_000,
+    message: "back up",
+  });
+});
