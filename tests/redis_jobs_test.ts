@@ -5,6 +5,7 @@
 import { assert, assertEquals, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 import { spawnBridge, tempCacheDir } from "./harness.ts";
+import { createClient } from "redis";
 import { redisTest, startRedis } from "./redis_server.ts";
 import { chat, job, twoReplicas } from "./redis_fleet.ts";
 
@@ -154,3 +155,45 @@ redisTest("shared mode: a key cooled down by a 429 at one replica is cooled down
     assert(!`${name}${value}`.includes("upstream-key-"), `${name} holds a pooled key in clear`);
   }
 });
+
+redisTest(
+  "with --redis-secret, a job request planted in Redis unsealed is dropped, never sent upstream",
+  async () => {
+    await using redis = await startRedis();
+    await using upstream = new FakeUpstream();
+    await using fleet = await twoReplicas(
+      redis.url,
+      upstream,
+      "--enable-async-request",
+      "--redis-secret",
+      "the-fleet-secret",
+    );
+    const id = "f".repeat(64);
+    const forged = JSON.stringify({
+      method: "POST",
+      path: "/v1/chat/completions",
+      search: "",
+      headers: [["content-type", "application/json"]],
+      body: JSON.stringify(chat("planted")),
+    });
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      await client.set(`bridge:job:${id}`, JSON.stringify({ digest: "x", state: "pending", createdAt: 0 }));
+      await client.set(`bridge:jobreq:${id}`, forged);
+      await client.xAdd("bridge:jobs", "*", { id });
+      await waitFor(async () => (await client.exists(`bridge:job:${id}`)) === 0, {
+        message: "the job dropped",
+      });
+      assertEquals(await client.exists(`bridge:jobreq:${id}`), 0);
+      assertEquals(upstream.received.length, 0);
+      assert(
+        fleet.a.logs.concat(fleet.b.logs).some((line) =>
+          line.includes("does not open with this --redis-secret")
+        ),
+      );
+    } finally {
+      await client.close();
+    }
+  },
+);

@@ -287,9 +287,12 @@ export class RedisJobs implements JobStore {
     const bytes = new Uint8Array(kept);
     const plain = this.seal ? await this.seal.open(bytes, id) : bytes;
     if (!plain) {
-      this.log.warn("an async job was sealed under another --redis-secret: dropped", {
-        job: id.slice(0, 12),
-      });
+      this.log.warn(
+        "an async job's request does not open with this --redis-secret (another secret, or never sealed): dropped",
+        {
+          job: id.slice(0, 12),
+        },
+      );
       return undefined;
     }
     try {
