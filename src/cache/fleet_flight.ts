@@ -14,7 +14,7 @@
  */
 import { asBridgeError, BridgeError } from "../core/errors.ts";
 import type { StreamFormat } from "../core/answer.ts";
-import { asArgument, type RedisLink } from "../redis/link.ts";
+import { asArgument, type RedisLink, RedisUnavailable } from "../redis/link.ts";
 import type { Flight, FlightHead } from "./flight.ts";
 
 const LEASE_MS = 5000;
@@ -52,12 +52,8 @@ export class FleetFlights {
       if (holder) return { role: "follower", token: holder };
       // It ended between the two commands: try to take it again.
     }
-    throw new BridgeError(
-      503,
-      "server_error",
-      "flight_contention",
-      "Too many identical requests at once: retry.",
-    );
+    // The lease changed hands under every attempt: this request flies alone rather than wait.
+    throw new RedisUnavailable("flights");
   }
 
   /** Follows another replica's flight. Resolves with its head, or "takeover" when the leader is gone first. */
