@@ -33,10 +33,35 @@ return 1`;
 
 type EventType = "head" | "data" | "end" | "fail" | "overflow";
 
-/** What a claim found: this replica leads, another one does (its lease token), or Redis cannot tell. */
-export type Claim = { role: "leader"; lease: LeaderLease } | { role: "follower"; token: string };
+/** The leader's hold on a flight: it publishes the flight's answer, and lets go when it is over. */
+export interface Lease {
+  publish(flight: Flight): void;
+  /** Once the answer is stored: followers finish, and the lease goes. */
+  finish(complete: boolean): Promise<void>;
+  /** Lets the lease go without publishing (another flight serves the request). */
+  release(): Promise<void>;
+}
 
-export class FleetFlights {
+/** What a claim found: this replica leads, or another one does (its lease token). */
+export type Claim = { role: "leader"; lease: Lease } | { role: "follower"; token: string };
+
+/** Who makes the upstream call for a flight: the port in front of single flight across replicas. */
+export interface FlightLeases {
+  /** Takes the flight's lease, or names the holder's. Throws RedisUnavailable when it cannot tell. */
+  claim(key: string): Promise<Claim>;
+  /** Follows another replica's flight: its head and body, or "takeover" when its leader is gone first. */
+  follow(key: string, token: string): Promise<FollowedFlight | "takeover">;
+}
+
+/** One replica alone: it always leads (its own Flights coalesce its requests), and nobody else follows. */
+export const localLeases: FlightLeases = {
+  claim: () => Promise.resolve({ role: "leader", lease: NO_LEASE }),
+  follow: () => Promise.resolve("takeover"),
+};
+
+const NO_LEASE: Lease = { publish() {}, finish: () => Promise.resolve(), release: () => Promise.resolve() };
+
+export class FleetFlights implements FlightLeases {
   constructor(private readonly link: RedisLink, private readonly maxBytes: number) {}
 
   /** Takes the flight's lease, or names the replica's that holds it. Throws RedisUnavailable. */
@@ -69,7 +94,7 @@ export class FleetFlights {
 }
 
 /** The leader's side: publishes a local flight's answer and keeps the lease alive until it is over. */
-export class LeaderLease {
+export class LeaderLease implements Lease {
   readonly #renewal: ReturnType<typeof setInterval>;
   #published: Promise<void> = Promise.resolve();
   #bytes = 0;

@@ -8,7 +8,15 @@ import type { Logger } from "../observe/log.ts";
 import type { RedisLink } from "../redis/link.ts";
 import type { PurgeFilter } from "./disk.ts";
 
-export class PurgeNotice {
+/** Tells the other replicas of a purge. */
+export interface PurgeNotices {
+  send(filter: PurgeFilter): Promise<void>;
+}
+
+/** One replica alone: there is nobody to tell. */
+export const localPurgeNotice: PurgeNotices = { send: () => Promise.resolve() };
+
+export class PurgeNotice implements PurgeNotices {
   readonly #self = crypto.randomUUID();
 
   private constructor(private readonly link: RedisLink) {}

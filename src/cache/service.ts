@@ -20,8 +20,8 @@ import { MemoryTier } from "./memory.ts";
 import { HotPromotion } from "./promotion.ts";
 import { TieredCache } from "./tiered.ts";
 import { RedisAnswers } from "./redis_answers.ts";
-import { FleetFlights, type LeaderLease } from "./fleet_flight.ts";
-import { PurgeNotice } from "./purge_notice.ts";
+import { FleetFlights, type FlightLeases, type Lease, localLeases } from "./fleet_flight.ts";
+import { localPurgeNotice, PurgeNotice, type PurgeNotices } from "./purge_notice.ts";
 import { type RedisLink, RedisUnavailable } from "../redis/link.ts";
 
 export interface CacheControl {
@@ -54,8 +54,10 @@ export class CacheService {
     readonly path: string,
     private readonly settings: CacheSettings,
     private readonly metrics: BridgeMetrics,
-    /** Flights shared with the other replicas (`--redis-url`). */
-    private readonly fleet?: FleetFlights,
+    /** Who calls the upstream for a flight: this replica alone, or one of the fleet (`--redis-url`). */
+    private readonly leases: FlightLeases,
+    /** Tells the other replicas of a purge, and hears theirs. */
+    private readonly purgeNotice: PurgeNotices,
   ) {
     this.#sweeper = setInterval(() => this.tiers.sweep(), SWEEP_EVERY_MS);
     Deno.unrefTimer(this.#sweeper);
@@ -96,12 +98,12 @@ export class CacheService {
     const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log, wallClock, shared);
     // Entries that expired while the bridge was down leave the count now, not at the first sweep.
     tiers.sweep();
-    const fleet = redis ? new FleetFlights(redis, MAX_STORED_BYTES) : undefined;
-    const service = new CacheService(tiers, kv, path, settings, metrics, fleet);
-    if (redis) {
-      service.purgeNotice = await PurgeNotice.listen(redis, (filter) => service.#purgeLocal(filter), log);
-    }
-    return service;
+    const leases = redis ? new FleetFlights(redis, MAX_STORED_BYTES) : localLeases;
+    // A purge another replica asks for reaches this one's own tiers.
+    const notice = redis
+      ? await PurgeNotice.listen(redis, (filter) => tiers.purgeLocal(filter), log)
+      : localPurgeNotice;
+    return new CacheService(tiers, kv, path, settings, metrics, leases, notice);
   }
 
   /** The key and cache control of a cacheable request, or undefined for one the cache stays out of. */
@@ -139,8 +141,8 @@ export class CacheService {
     }
     // Another replica may have this answer on its way: one call for the fleet (a refresh or an unstored answer
     // flies alone, as it would on one replica).
-    let lease: LeaderLease | undefined;
-    if (!flight && this.fleet && !control.noCache && !control.noStore) {
+    let lease: Lease | undefined;
+    if (!flight && !control.noCache && !control.noStore) {
       const fleetAnswer = await this.#fromFleet(key);
       if (fleetAnswer && "status" in fleetAnswer) return fleetAnswer;
       lease = fleetAnswer?.lease;
@@ -167,10 +169,10 @@ export class CacheService {
    * The fleet's part of a miss: an answer another replica stored or is making (followed live), or this
    * replica's lease to make it; undefined when Redis cannot tell (this replica then flies alone).
    */
-  async #fromFleet(key: string): Promise<Answer | { lease: LeaderLease } | undefined> {
+  async #fromFleet(key: string): Promise<Answer | { lease: Lease } | undefined> {
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
-        const claim = await this.fleet!.claim(key);
+        const claim = await this.leases.claim(key);
         if (claim.role === "leader") {
           // The last leader may have stored the answer and let its lease go since this request looked.
           const stored = await this.tiers.shared?.get(key).catch(() => undefined);
@@ -179,7 +181,7 @@ export class CacheService {
           this.#count("HIT-REDIS");
           return replay(stored, "HIT-REDIS");
         }
-        const followed = await this.fleet!.follow(key, claim.token);
+        const followed = await this.leases.follow(key, claim.token);
         if (followed === "takeover") continue; // its leader is gone before answering: lead it anew
         this.metrics.coalesced.inc();
         this.#count("COALESCED");
@@ -215,23 +217,12 @@ export class CacheService {
    * removed. With Redis, the other replicas are told to purge their own memory and disk tiers too.
    */
   async purge(filter: PurgeFilter): Promise<{ memory: number; disk: number; redis?: number }> {
-    const local = await this.#purgeLocal(filter);
-    if (!this.purgeNotice) return local;
-    const redis = await this.tiers.shared!.purge(filter).catch(() => 0);
+    const local = await this.tiers.purgeLocal(filter);
+    if (!this.tiers.shared) return local;
+    const redis = await this.tiers.shared.purge(filter).catch(() => 0);
     await this.purgeNotice.send(filter).catch(() => {});
     return { ...local, redis };
   }
-
-  /** Purges this replica's own tiers (what another replica's purge asks of it). */
-  async #purgeLocal(filter: PurgeFilter): Promise<{ memory: number; disk: number }> {
-    const memory = this.tiers.memory.purge((key, answer) =>
-      "all" in filter || ("model" in filter ? answer.model === filter.model : key === filter.key)
-    );
-    return { memory, disk: await this.tiers.disk.purge(filter) };
-  }
-
-  /** Tells the other replicas of a purge, and hears theirs (`--redis-url`). */
-  purgeNotice?: PurgeNotice;
 
   /** What /admin/cache/stats shows: entries, bytes, hit ratios per tier, the promotion threshold. */
   stats(): Record<string, unknown> {

@@ -7,7 +7,7 @@
 import { type Clock, wallClock } from "../core/time.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
-import type { DiskTier } from "./disk.ts";
+import type { DiskTier, PurgeFilter } from "./disk.ts";
 import type { CachedAnswer } from "./entry.ts";
 import type { MemoryTier } from "./memory.ts";
 import type { HotPromotion } from "./promotion.ts";
@@ -64,6 +64,14 @@ export class TieredCache {
     } catch (error) {
       this.log.warn("cache write failed; the answer was served but not stored", { error: String(error) });
     }
+  }
+
+  /** Purges this replica's own tiers, memory and disk (what a purge here, or another replica's, asks of it). */
+  async purgeLocal(filter: PurgeFilter): Promise<{ memory: number; disk: number }> {
+    const memory = this.memory.purge((key, answer) =>
+      "all" in filter || ("model" in filter ? answer.model === filter.model : key === filter.key)
+    );
+    return { memory, disk: await this.disk.purge(filter) };
   }
 
   /** Drops expired disk entries; run periodically. */
