@@ -3,6 +3,8 @@ import { assert, assertEquals, waitFor } from "./assert.ts";
 import { FakeUpstream } from "./fake_upstream.ts";
 import { redisTest, startRedis } from "./redis_server.ts";
 import { chat, twoReplicas } from "./redis_fleet.ts";
+import { spawnBridge, tempCacheDir } from "./harness.ts";
+import { privateCa } from "./private_ca.ts";
 
 redisTest(
   "Redis stopped mid-load: no client error, /ready stays ready, sharing resumes after restart",
@@ -84,3 +86,61 @@ redisTest("a frozen Redis (every command slower than 50 ms) is worked around, th
     message: "back up",
   });
 });
+
+redisTest(
+  "rediss://: a Redis behind TLS with a private CA (trusted through DENO_CERT) is shared",
+  async () => {
+    const ca = await privateCa();
+    try {
+      await Deno.writeTextFile(`${ca.dir}/server.crt`, ca.cert);
+      await Deno.writeTextFile(`${ca.dir}/server.keyfile`, ca.key);
+      await using redis = await startRedis(
+        "--port",
+        "0",
+        "--tls-port",
+        "{port}",
+        "--tls-cert-file",
+        `${ca.dir}/server.crt`,
+        "--tls-key-file",
+        `${ca.dir}/server.keyfile`,
+        "--tls-ca-cert-file",
+        ca.caFile,
+        "--tls-auth-clients",
+        "no",
+      );
+      await using upstream = new FakeUpstream();
+      await using dir = await tempCacheDir();
+      const url = `rediss://localhost:${redis.port}/0`;
+      const bridge = await spawnBridge(
+        { env: { DENO_CERT: ca.caFile } },
+        upstream.url,
+        "--enable-cache",
+        "--cache-dir",
+        dir.path,
+        "--redis-url",
+        url,
+      );
+      try {
+        await waitFor(
+          async () => /^bridge_redis_up 1$/m.test(await (await fetch(`${bridge.url}/metrics`)).text()),
+          {
+            message: "the bridge reached Redis over TLS",
+          },
+        );
+        const first = await fetch(`${bridge.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(chat("over tls")),
+        });
+        assertEquals(first.status, 200);
+        await first.body?.cancel();
+      } finally {
+        bridge.process.kill("SIGTERM");
+        await bridge.process.status;
+      }
+      assert(bridge.output().includes("redis is up"), bridge.output());
+    } finally {
+      await Deno.remove(ca.dir, { recursive: true });
+    }
+  },
+);

@@ -50,14 +50,27 @@ export function redisTest(name: string, fn: () => Promise<void>): void {
   });
 }
 
-/** Starts a redis-server; `extra` are more of its arguments (such as `--maxmemory-policy allkeys-lru`). */
+/**
+ * Starts a redis-server; `extra` are more of its arguments (such as `--maxmemory-policy allkeys-lru`), where
+ * `{port}` stands for the port it listens on (`--port 0 --tls-port {port}` for TLS only).
+ */
 export async function startRedis(...extra: string[]): Promise<TestRedis> {
   if (!found) throw new Error("redis-server is not installed (apt-get install -y redis-server)");
   const port = freePort();
   let process: Deno.ChildProcess | undefined;
   const start = async () => {
     process = new Deno.Command(found, {
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra],
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        ...extra.map((arg) => arg.replace("{port}", String(port))),
+      ],
       stdout: "null",
       stderr: "null",
     }).spawn();
