@@ -10,6 +10,7 @@ import { fairShare } from "./scenarios/fair_share.ts";
 import { lua } from "./scenarios/lua.ts";
 import { passthrough } from "./scenarios/passthrough.ts";
 import { redis } from "./scenarios/redis.ts";
+import { sideBySide } from "./scenarios/side_by_side.ts";
 import { think } from "./scenarios/think.ts";
 import { transports } from "./scenarios/transports.ts";
 
@@ -29,7 +30,7 @@ console.log(
 if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
 
 const rows: Row[] = [];
-const scenarios = { passthrough, transports, fairShare, think, cache, lua, redis };
+const scenarios = { sideBySide, passthrough, transports, fairShare, think, cache, lua, redis };
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 for (const [name, run] of Object.entries(scenarios)) {
   if (!only || only.includes(name)) rows.push(...await run(context));

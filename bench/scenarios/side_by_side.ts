@@ -1,0 +1,110 @@
+/**
+ * Side by side (issue 20), in one run: the floor server (bench/lib/floor_server.ts: the least a cache hit can
+ * cost on this runtime), the bridge answering the same request from its memory tier, the fake upstream alone, and
+ * the bridge passing the request through (no cache). Servers on core 0, the load on core 1, 32 connections; the
+ * same ~2 KiB chat answer everywhere. Ratios: hit ÷ floor, passthrough ÷ direct.
+ */
+import { median, runLoad } from "../lib/load.ts";
+import { denoArgs, freePort, type Proc, spawn } from "../lib/procs.ts";
+import type { Row } from "../lib/report.ts";
+import type { BenchContext } from "./passthrough.ts";
+
+const CHAT = JSON.stringify({ model: "m", messages: [{ role: "user", content: "side by side" }] });
+
+export async function sideBySide(context: BenchContext): Promise<Row[]> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-side-" });
+  const procs: Proc[] = [];
+  const start = async (script: string, ...args: string[]) => {
+    const port = freePort();
+    procs.push(
+      await spawn(denoArgs(script, ...args.map((arg) => arg.replace("{port}", String(port)))), port, 0),
+    );
+    return port;
+  };
+  try {
+    const upstream = await start("tests/fake_upstream.ts", "--port", "{port}");
+    const answer = await (await fetch(`http://127.0.0.1:${upstream}/v1/chat/completions`, {
+      method: "POST",
+      body: CHAT,
+    })).text();
+    const floor = await start("bench/lib/floor_server.ts", "{port}", CHAT, answer);
+    const base = ["--listen", "127.0.0.1:{port}", "--ollama", `http://127.0.0.1:${upstream}`];
+    const hit = await start("main.ts", ...base, "--enable-cache", "--cache-dir", dir);
+    const passthrough = await start("main.ts", ...base);
+    const load = (port: number, connections: number) =>
+      runLoad({
+        url: `http://127.0.0.1:${port}/v1/chat/completions`,
+        method: "POST",
+        body: CHAT,
+        connections,
+        seconds: context.seconds,
+        core: 1,
+      });
+    for (const port of [floor, hit, upstream, passthrough]) await load(port, 32); // warm up; the hit is stored
+    const runs = {
+      floor: [] as number[],
+      hit: [] as number[],
+      direct: [] as number[],
+      passthrough: [] as number[],
+    };
+    const p50 = {
+      floor: [] as number[],
+      hit: [] as number[],
+      direct: [] as number[],
+      passthrough: [] as number[],
+    };
+    const p99 = {
+      floor: [] as number[],
+      hit: [] as number[],
+      direct: [] as number[],
+      passthrough: [] as number[],
+    };
+    const ports = { floor, hit, direct: upstream, passthrough };
+    for (let round = 0; round < context.rounds; round++) {
+      for (const [name, port] of Object.entries(ports) as [keyof typeof ports, number][]) {
+        const result = await load(port, 32);
+        runs[name].push(result.requestsPerSecond);
+        p99[name].push(result.p99Ms);
+        p50[name].push((await load(port, 1)).p50Ms);
+      }
+    }
+    const row = (name: keyof typeof ports, label: string): Row => ({
+      scenario: "side by side",
+      metric: label,
+      value: median(runs[name]),
+      unit: "req/s",
+      detail: `p50 at 1 conn ${median(p50[name]).toFixed(3)} ms; p99 at 32 conn ${
+        median(p99[name]).toFixed(2)
+      } ms`,
+    });
+    const ratio = (a: keyof typeof ports, b: keyof typeof ports) =>
+      runs[a].map((value, i) => (value / runs[b][i]).toFixed(2)).join(" ");
+    return [
+      row("floor", "floor cache server (key, Map, log line)"),
+      row("hit", "bridge, memory-tier hit"),
+      {
+        scenario: "side by side",
+        metric: "hit / floor",
+        value: median(runs.hit) / median(runs.floor),
+        unit: "x",
+        target: { op: ">=", value: 0.8 },
+        detail: `rounds: ${ratio("hit", "floor")}`,
+      },
+      row("direct", "fake upstream direct"),
+      row("passthrough", "bridge, passthrough"),
+      {
+        scenario: "side by side",
+        metric: "passthrough / direct",
+        value: median(runs.passthrough) / median(runs.direct),
+        unit: "x",
+        target: { op: ">=", value: 0.5 },
+        detail: `rounds: ${ratio("passthrough", "direct")}; added p50 ${
+          ((median(p50.passthrough) - median(p50.direct)) * 1000).toFixed(0)
+        } µs (target ≤ 300)`,
+      },
+    ];
+  } finally {
+    for (const proc of procs) await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
