@@ -12,7 +12,7 @@ import { createLogger } from "../../src/observe/log.ts";
 
 const [port, body, answer] = Deno.args;
 const log = createLogger({ format: "text" });
-const stored = new Map<string, Uint8Array>();
+const stored = new Map<string, Uint8Array<ArrayBuffer>>();
 const headers = [["content-type", "application/json"]] as [string, string][];
 
 /** The key of a request as the bridge computes it. */
