@@ -144,3 +144,35 @@ redisTest(
     }
   },
 );
+
+redisTest("a replica stops promptly (SIGTERM) while Redis is down or frozen", async () => {
+  for (const outage of ["stopped", "frozen"] as const) {
+    await using redis = await startRedis();
+    await using upstream = new FakeUpstream();
+    await using dir = await tempCacheDir();
+    const bridge = await spawnBridge(
+      upstream.url,
+      "--enable-cache",
+      "--enable-async-request",
+      "--cache-dir",
+      dir.path,
+      "--redis-url",
+      redis.url,
+    );
+    if (outage === "stopped") await redis.stop();
+    else redis.pause();
+    try {
+      const started = performance.now();
+      bridge.process.kill("SIGTERM");
+      const status = await bridge.process.status;
+      assertEquals(status.code, 0, bridge.output());
+      // Well under the default --shutdown-timeout (30 s): nothing waits on Redis.
+      assert(
+        performance.now() - started < 15_000,
+        `${outage}: stopped after ${performance.now() - started} ms`,
+      );
+    } finally {
+      redis.resume();
+    }
+  }
+});

@@ -69,7 +69,6 @@ export class RedisJobs implements JobStore {
   readonly #slots: Semaphore;
   readonly #runs = new Set<Promise<void>>();
   #closed = false;
-  readonly #working: Promise<void>;
 
   private constructor(
     private readonly link: RedisLink,
@@ -80,7 +79,7 @@ export class RedisJobs implements JobStore {
     private readonly log: Logger,
   ) {
     this.#slots = new Semaphore(settings.concurrency);
-    this.#working = this.#work();
+    this.#work(); // runs until close; it catches its own failures
   }
 
   static async open(
@@ -122,11 +121,16 @@ export class RedisJobs implements JobStore {
     }
   }
 
+  /**
+   * Stops taking jobs and waits (at most `withinMs`) for the jobs under way to write what they have; a job still
+   * waiting for its upstream stays pending in Redis and another replica claims it. The loop that takes jobs is
+   * not waited for: it may sit in a blocking read that a frozen Redis never answers (closing the link ends it).
+   */
   async close(withinMs = 5000): Promise<void> {
     this.#closed = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      Promise.allSettled([...this.#runs, this.#working]),
+      Promise.allSettled([...this.#runs]),
       new Promise((resolve) => timer = setTimeout(resolve, withinMs)),
     ]);
     clearTimeout(timer);
