@@ -176,3 +176,37 @@ redisTest("a replica stops promptly (SIGTERM) while Redis is down or frozen", as
     }
   }
 });
+
+redisTest(
+  "replicas started while Redis is down serve alone, then share once it is up (purges too)",
+  async () => {
+    await using redis = await startRedis();
+    await redis.stop();
+    await using upstream = new FakeUpstream();
+    await using fleet = await twoReplicas(redis.url, upstream, "--admin-key", "admin-key-1");
+    const alone = await fleet.a.post("/v1/chat/completions", chat("before redis"));
+    assertEquals(alone.status, 200);
+    await alone.body?.cancel();
+    await redis.start();
+    for (const replica of [fleet.a, fleet.b]) {
+      await waitFor(
+        async () => /^bridge_redis_up 1$/m.test(await (await fetch(`${replica.url}/metrics`)).text()),
+        {
+          timeout: 20_000,
+          message: "redis joined",
+        },
+      );
+    }
+    await (await fleet.a.post("/v1/chat/completions", chat("after redis"))).body?.cancel();
+    await fleet.a.cacheSettled();
+    const shared = await fleet.b.post("/v1/chat/completions", chat("after redis"));
+    assertEquals(shared.headers.get("x-cache"), "HIT-REDIS");
+    await shared.body?.cancel();
+    // The purge channel was subscribed in the background: a purge at A reaches B.
+    await waitFor(async () => {
+      await (await fleet.a.post("/admin/cache/purge", {}, { authorization: "Bearer admin-key-1" })).body
+        ?.cancel();
+      return fleet.b.logs.some((line) => line.includes("cache purged at another replica's request"));
+    }, { timeout: 20_000, interval: 500, message: "B heard A's purge" });
+  },
+);

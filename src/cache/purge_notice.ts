@@ -21,25 +21,20 @@ export class PurgeNotice implements PurgeNotices {
 
   private constructor(private readonly link: RedisLink) {}
 
-  static async listen(
+  static listen(
     link: RedisLink,
     purge: (filter: PurgeFilter) => Promise<unknown>,
     log: Logger,
-  ): Promise<PurgeNotice> {
+  ): PurgeNotice {
     const notice = new PurgeNotice(link);
-    const subscriber = await link.subscriber();
-    const listener = (message: string) => {
+    // Subscribed as soon as Redis can be reached, and again after every reconnect.
+    link.listen(link.key("purge"), (message: string) => {
       const { from, filter } = parseNotice(message) ?? {};
       if (!filter || from === notice.#self) return;
       purge(filter).then(
         (purged) => log.info("cache purged at another replica's request", { purged }),
         (error) => log.warn("cache purge asked by another replica failed", { error: String(error) }),
       );
-    };
-    // The subscriber connects in the background; node-redis subscribes again on every reconnect.
-    subscriber.subscribe(link.key("purge"), listener).catch(() => {
-      log.warn("could not listen for other replicas' cache purges; retrying in the background");
-      retry(() => subscriber.subscribe(link.key("purge"), listener));
     });
     return notice;
   }
@@ -60,9 +55,4 @@ function parseNotice(message: string): { from: string; filter: PurgeFilter } | u
   } catch {
     return undefined;
   }
-}
-
-function retry(subscribe: () => Promise<unknown>): void {
-  const timer = setInterval(() => subscribe().then(() => clearInterval(timer), () => {}), 1000);
-  Deno.unrefTimer(timer);
 }

@@ -101,7 +101,7 @@ export class CacheService {
     const leases = redis ? new FleetFlights(redis, MAX_STORED_BYTES) : localLeases;
     // A purge another replica asks for reaches this one's own tiers.
     const notice = redis
-      ? await PurgeNotice.listen(redis, (filter) => tiers.purgeLocal(filter), log)
+      ? PurgeNotice.listen(redis, (filter) => tiers.purgeLocal(filter), log)
       : localPurgeNotice;
     return new CacheService(tiers, kv, path, settings, metrics, leases, notice);
   }

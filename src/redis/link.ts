@@ -106,6 +106,28 @@ export class RedisLink {
     return this.#ready(this.#subscriber, "subscribe");
   }
 
+  /**
+   * Listens on a channel for as long as the link lives: subscribes as soon as Redis can be reached (at start it
+   * may not be), trying again each second; node-redis renews the subscription after a reconnect.
+   */
+  listen(channel: string, listener: (message: string) => void): void {
+    const attempt = async () => {
+      try {
+        await withinDeadline((await this.subscriber()).subscribe(channel, listener));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    attempt().then((subscribed) => {
+      if (subscribed) return;
+      const retry = setInterval(async () => {
+        if (this.#closed || await attempt()) clearInterval(retry);
+      }, HEALTH_EVERY_MS);
+      Deno.unrefTimer(retry);
+    });
+  }
+
   /** A connection for blocking reads and long scans: no command deadline, and no request's command waits behind it. */
   blocking(): Promise<Client> {
     this.#blocking ??= this.#extra(undefined);

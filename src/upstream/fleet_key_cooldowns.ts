@@ -5,7 +5,6 @@
  * ignored) and published for the replicas running now. Keys are named by their SHA-256, never in clear. When
  * Redis is down each replica judges its keys alone.
  */
-import type { Logger } from "../observe/log.ts";
 import type { RedisLink } from "../redis/link.ts";
 import type { KeyPool } from "./keys.ts";
 
@@ -14,7 +13,7 @@ const REMOVED_KEPT_MS = 24 * 3600_000;
 
 type Verdict = "removed" | "cooling";
 
-export async function shareKeyCooldowns(link: RedisLink, pool: KeyPool, log: Logger): Promise<void> {
+export async function shareKeyCooldowns(link: RedisLink, pool: KeyPool): Promise<void> {
   const channel = link.key("keycool");
   pool.onVerdict = (identity, verdict, forMs) => {
     const ttl = verdict === "removed" ? REMOVED_KEPT_MS : Math.max(1, Math.ceil(forMs));
@@ -34,10 +33,7 @@ export async function shareKeyCooldowns(link: RedisLink, pool: KeyPool, log: Log
     if (!(Number(until) > Date.now())) return; // it no longer holds
     pool.applyShared(identity, verdict as Verdict, Number(until) - Date.now());
   };
-  const subscriber = await link.subscriber();
-  subscriber.subscribe(channel, apply).catch(() =>
-    log.warn("could not listen for other replicas' key cooldowns: each replica judges its keys alone")
-  );
+  link.listen(channel, apply);
   // Verdicts made before this replica started.
   try {
     const verdicts = await link.call("keys", (c) => c.hGetAll(channel));
