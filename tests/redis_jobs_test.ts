@@ -197,3 +197,16 @@ redisTest(
     }
   },
 );
+
+redisTest("a replica that starts after a key was cooled down elsewhere cools it down too", async () => {
+  await using redis = await startRedis();
+  await using upstream = new FakeUpstream();
+  const shared = ["--enable-shared-mode", "--api-key", "upstream-key-one", "--api-key", "upstream-key-two"];
+  await using first = await twoReplicas(redis.url, upstream, ...shared);
+  upstream.plan({ status: 429, body: '{"error":"slow down"}', headers: { "retry-after": "120" } });
+  await (await first.a.post("/v1/chat/completions", chat("cool it"))).body?.cancel();
+  await using later = await twoReplicas(redis.url, upstream, ...shared);
+  const healthy = async () =>
+    /^bridge_upstream_keys_healthy 1$/m.test(await (await fetch(`${later.a.url}/metrics`)).text());
+  await waitFor(healthy, { message: "the later replica read the verdict" });
+});

@@ -48,6 +48,7 @@ export class RedisLink {
   #health?: ReturnType<typeof setInterval>;
   #subscriber?: Client;
   #blocking?: Client;
+  readonly #onUp: (() => void)[] = [];
   readonly bytes: BytesClient;
 
   private constructor(
@@ -187,6 +188,13 @@ export class RedisLink {
     const url = new URL(this.settings.url);
     if (up) this.log.info("redis is up: sharing with the other replicas", where(url));
     else this.log.warn("redis is down or slow: this replica works alone until it is back", where(url));
+    if (up) { for (const callback of this.#onUp) callback(); }
+  }
+
+  /** Runs `callback` each time Redis comes up (at start too, if it is up then): to catch up on what was missed. */
+  onUp(callback: () => void): void {
+    this.#onUp.push(callback);
+    if (this.#up) callback();
   }
 
   /** Pending jobs and leases carry no TTL: a policy that evicts such keys could lose them. */

@@ -80,7 +80,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   const limiter = redis && config.fleetRateLimit > 0
     ? fleetRateLimiter(redis, config.fleetRateLimit, alone)
     : alone;
-  if (redis && keyPool) await shareKeyCooldowns(redis, keyPool);
+  if (redis && keyPool) shareKeyCooldowns(redis, keyPool);
   // Metric labels name access-key tenants only (a tenant known by its credential's hash is "").
   const tenantLabel = (tenant: string) => tenant.startsWith("credential:") ? "" : tenant;
   const admission = config.admission.maxInflight > 0 || access

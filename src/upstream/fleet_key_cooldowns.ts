@@ -13,7 +13,7 @@ const REMOVED_KEPT_MS = 24 * 3600_000;
 
 type Verdict = "removed" | "cooling";
 
-export async function shareKeyCooldowns(link: RedisLink, pool: KeyPool): Promise<void> {
+export function shareKeyCooldowns(link: RedisLink, pool: KeyPool): void {
   const channel = link.key("keycool");
   pool.onVerdict = (identity, verdict, forMs) => {
     const ttl = verdict === "removed" ? REMOVED_KEPT_MS : Math.max(1, Math.ceil(forMs));
@@ -34,11 +34,9 @@ export async function shareKeyCooldowns(link: RedisLink, pool: KeyPool): Promise
     pool.applyShared(identity, verdict as Verdict, Number(until) - Date.now());
   };
   link.listen(channel, apply);
-  // Verdicts made before this replica started.
-  try {
-    const verdicts = await link.call("keys", (c) => c.hGetAll(channel));
-    for (const message of Object.values(verdicts)) apply(message);
-  } catch {
-    // Redis is not up yet: verdicts reach this replica as they are published.
-  }
+  // Verdicts made while this replica was not listening (before it started, or while Redis was away).
+  link.onUp(() => {
+    link.call("keys", (c) => c.hGetAll(channel))
+      .then((verdicts) => Object.values(verdicts).forEach(apply), () => {});
+  });
 }
