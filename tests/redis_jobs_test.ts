@@ -56,6 +56,13 @@ redisTest("a replica killed mid-job loses nothing: another claims the job and fi
     await a.process.status;
   }
   await using fleet = await twoReplicas(redis.url, upstream, "--enable-async-request");
+  // Until a survivor claims it, the job is the fleet's one pending job, seen from any replica's metrics.
+  await waitFor(
+    async () => /^bridge_async_jobs_pending 1$/m.test(await (await fetch(`${fleet.b.url}/metrics`)).text()),
+    {
+      message: "the dead replica's job counted as pending",
+    },
+  );
   const done = await waitFor(async () => {
     const poll = await fleet.b.post("/v1/chat/completions", job("fp-crash"));
     if (poll.status === 202) return void await poll.body?.cancel();

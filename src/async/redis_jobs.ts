@@ -181,6 +181,8 @@ export class RedisJobs implements JobStore {
           );
           grouped = true;
         }
+        // The fleet's jobs not finished yet: entries leave the stream when their job ends.
+        this.metrics.asyncJobsPending.set(await this.link.call("jobs", (c) => c.xLen(stream)));
         await this.#slots.acquire();
         const entry = await this.#claim(stream) ?? await this.#readNew(stream);
         if (!entry) {
