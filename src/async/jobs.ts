@@ -31,6 +31,7 @@ import {
 import type { ProxyRequest } from "../core/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
 import { Semaphore } from "../core/semaphore.ts";
+import { settledWithin } from "../core/time.ts";
 
 export type JobState = "pending" | "running" | "done";
 
@@ -144,12 +145,7 @@ export class AsyncJobs implements JobStore {
    */
   async close(withinMs = 5000): Promise<void> {
     this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.#runs]),
-      new Promise((resolve) => timer = setTimeout(resolve, withinMs)),
-    ]);
-    clearTimeout(timer);
+    await settledWithin([...this.#runs], withinMs);
     this.kv.close();
     await this.#listening.catch(() => {});
   }

@@ -20,7 +20,7 @@ import { decodeAnswer, encodeAnswer } from "../cache/entry.ts";
 import { BridgeError } from "../core/errors.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { sleep } from "../core/time.ts";
+import { settledWithin, sleep } from "../core/time.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { asArgument, type RedisLink, RedisUnavailable } from "../redis/link.ts";
@@ -128,12 +128,7 @@ export class RedisJobs implements JobStore {
    */
   async close(withinMs = 5000): Promise<void> {
     this.#closed = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.#runs]),
-      new Promise((resolve) => timer = setTimeout(resolve, withinMs)),
-    ]);
-    clearTimeout(timer);
+    await settledWithin([...this.#runs], withinMs);
   }
 
   async #create(id: string, digest: string, request: ProxyRequest): Promise<boolean> {

@@ -10,7 +10,7 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
-import { monotonicClock, wallClock } from "../core/time.ts";
+import { monotonicClock, settledWithin, wallClock } from "../core/time.ts";
 import { DiskTier, type PurgeFilter } from "./disk.ts";
 import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
@@ -199,10 +199,7 @@ export class CacheService {
    */
   async close(withinMs = 5000): Promise<void> {
     clearInterval(this.#sweeper);
-    const written = Promise.allSettled([this.flights.settled(), this.tiers.disk.idle()]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([written, new Promise((resolve) => timer = setTimeout(resolve, withinMs))]);
-    clearTimeout(timer);
+    await settledWithin([this.flights.settled(), this.tiers.disk.idle()], withinMs);
     this.kv.close();
     await Deno.remove(join(this.settings.dir, "bridge.pid")).catch(() => {});
   }

@@ -192,3 +192,13 @@ export function sleep(ms: number, cancellation?: Cancellation): Promise<void> {
     });
   });
 }
+
+/** Waits for `promises` to settle, but no longer than `ms` (a graceful stop's bound); never rejects. */
+export async function settledWithin(promises: readonly Promise<unknown>[], ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
