@@ -79,3 +79,23 @@ export function denoArgs(script: string, ...args: string[]): string[] {
     ...args,
   ];
 }
+
+/**
+ * Deno scripts started on free ports and stopped together: `await using servers = new Servers()`, then
+ * `servers.start(core, "main.ts", "--listen", "127.0.0.1:{port}")`, where `{port}` stands for the port chosen.
+ */
+export class Servers implements AsyncDisposable {
+  readonly #procs: Proc[] = [];
+
+  /** Starts `script` pinned to `core` and resolves with its port once it listens. */
+  async start(core: number, script: string, ...args: string[]): Promise<number> {
+    const port = freePort();
+    const withPort = args.map((arg) => arg.replaceAll("{port}", String(port)));
+    this.#procs.push(await spawn(denoArgs(script, ...withPort), port, core));
+    return port;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const proc of this.#procs) await proc.stop();
+  }
+}

@@ -5,7 +5,7 @@
  * provably bounded and runs in a sandboxed Lua process: the cost of a round trip to it).
  */
 import { median, runLoad } from "../lib/load.ts";
-import { denoArgs, freePort, type Proc, spawn } from "../lib/procs.ts";
+import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
 
@@ -22,19 +22,11 @@ const CHAT = JSON.stringify({ model: "m", messages: [{ role: "user", content: "h
 
 export async function lua(context: BenchContext): Promise<Row[]> {
   const dir = await Deno.makeTempDir({ prefix: "bench-lua-" });
-  const procs: Proc[] = [];
-  const start = async (script: string, ...args: string[]) => {
-    const port = freePort();
-    procs.push(
-      await spawn(denoArgs(script, ...args.map((arg) => arg.replace("{port}", String(port)))), port, 0),
-    );
-    return port;
-  };
   try {
-    const upstreamPort = freePort();
-    procs.push(
-      await spawn(denoArgs("tests/fake_upstream.ts", "--port", String(upstreamPort)), upstreamPort, 1),
-    );
+    // Declared in the block: the servers stop before their folder goes.
+    await using servers = new Servers();
+    const start = (script: string, ...args: string[]) => servers.start(0, script, ...args);
+    const upstreamPort = await servers.start(1, "tests/fake_upstream.ts", "--port", "{port}");
     const base = ["--listen", "127.0.0.1:{port}", "--ollama", `http://127.0.0.1:${upstreamPort}`];
     const plain = await start("main.ts", ...base);
     const rows: Row[] = [];
@@ -51,7 +43,6 @@ export async function lua(context: BenchContext): Promise<Row[]> {
     }
     return rows;
   } finally {
-    for (const proc of procs) await proc.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }

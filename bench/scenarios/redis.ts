@@ -6,7 +6,7 @@
  */
 import { redisServerPath, startRedis } from "../../tests/redis_server.ts";
 import { median, runLoad } from "../lib/load.ts";
-import { denoArgs, freePort, type Proc, spawn } from "../lib/procs.ts";
+import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
 
@@ -24,17 +24,20 @@ export async function redis(context: BenchContext): Promise<Row[]> {
   }
   await using server = await startRedis();
   const dir = await Deno.makeTempDir({ prefix: "bench-redis-" });
-  const procs: Proc[] = [];
-  const start = async (args: string[], core?: number) => {
-    const port = freePort();
-    const [script, ...rest] = args.map((arg) => arg.replace("{port}", String(port)));
-    procs.push(await spawn(denoArgs(script, ...rest), port, core));
-    return port;
-  };
   try {
-    const upstream = await start(["tests/fake_upstream.ts", "--port", "{port}", "--chunk-delay", "40"], 1);
+    // Declared in the block: the servers stop before their folder goes.
+    await using servers = new Servers();
+    const upstream = await servers.start(
+      1,
+      "tests/fake_upstream.ts",
+      "--port",
+      "{port}",
+      "--chunk-delay",
+      "40",
+    );
     const bridge = (name: string, ...flags: string[]) =>
-      start([
+      servers.start(
+        0,
         "main.ts",
         "--listen",
         "127.0.0.1:{port}",
@@ -44,7 +47,7 @@ export async function redis(context: BenchContext): Promise<Row[]> {
         "--cache-dir",
         `${dir}/${name}`,
         ...flags,
-      ], 0);
+      );
     const local = await bridge("local", ...NO_PROMOTION);
     const writer = await bridge("writer", "--redis-url", server.url);
     const reader = await bridge("reader", "--redis-url", server.url, ...NO_PROMOTION);
@@ -113,7 +116,6 @@ export async function redis(context: BenchContext): Promise<Row[]> {
       },
     ];
   } finally {
-    for (const proc of procs) await proc.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }

@@ -5,7 +5,7 @@
  * same ~2 KiB chat answer everywhere. Ratios: hit ÷ floor, passthrough ÷ direct.
  */
 import { median, runLoad } from "../lib/load.ts";
-import { denoArgs, freePort, type Proc, spawn } from "../lib/procs.ts";
+import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
 
@@ -13,15 +13,10 @@ const CHAT = JSON.stringify({ model: "m", messages: [{ role: "user", content: "s
 
 export async function sideBySide(context: BenchContext): Promise<Row[]> {
   const dir = await Deno.makeTempDir({ prefix: "bench-side-" });
-  const procs: Proc[] = [];
-  const start = async (script: string, ...args: string[]) => {
-    const port = freePort();
-    procs.push(
-      await spawn(denoArgs(script, ...args.map((arg) => arg.replace("{port}", String(port)))), port, 0),
-    );
-    return port;
-  };
   try {
+    // Declared in the block: the servers stop before their folder goes.
+    await using servers = new Servers();
+    const start = (script: string, ...args: string[]) => servers.start(0, script, ...args);
     const upstream = await start("tests/fake_upstream.ts", "--port", "{port}");
     const answer = await (await fetch(`http://127.0.0.1:${upstream}/v1/chat/completions`, {
       method: "POST",
@@ -104,7 +99,6 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
       },
     ];
   } finally {
-    for (const proc of procs) await proc.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }
