@@ -1,6 +1,7 @@
 /** A fleet for the scale-out tests: replicas of the bridge sharing one Redis, and the requests they send. */
+import { waitFor } from "./assert.ts";
 import type { FakeUpstream } from "./fake_upstream.ts";
-import { startTestBridge, tempCacheDir } from "./harness.ts";
+import { startTestBridge, tempCacheDir, type TestBridge } from "./harness.ts";
 
 export const chat = (content = "hi", extra: Record<string, unknown> = {}) => ({
   model: "deepseek-r1:7b",
@@ -33,4 +34,18 @@ export async function twoReplicas(redisUrl: string, upstream: FakeUpstream, ...f
       await dirB[Symbol.asyncDispose]();
     },
   };
+}
+
+/** Polls a job at `replica` until it is no longer waiting (202); resolves with that answer. */
+export function jobAnswer(
+  replica: TestBridge,
+  fingerprint: string,
+  headers: HeadersInit = {},
+  options: { timeout?: number; interval?: number; message: string },
+): Promise<Response> {
+  return waitFor(async () => {
+    const poll = await replica.post("/v1/chat/completions", job(fingerprint), headers);
+    if (poll.status === 202) return void await poll.body?.cancel();
+    return poll;
+  }, options);
 }

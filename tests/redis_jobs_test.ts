@@ -7,7 +7,16 @@ import { FakeUpstream } from "./fake_upstream.ts";
 import { spawnBridge, tempCacheDir } from "./harness.ts";
 import { createClient } from "redis";
 import { redisTest, startRedis } from "./redis_server.ts";
-import { chat, job, twoReplicas } from "./redis_fleet.ts";
+import { chat, job, jobAnswer, twoReplicas } from "./redis_fleet.ts";
+
+/** Shared mode with a pool of two upstream keys. */
+const SHARED_KEYS = [
+  "--enable-shared-mode",
+  "--api-key",
+  "upstream-key-one",
+  "--api-key",
+  "upstream-key-two",
+];
 
 redisTest("an async job accepted by one replica is answered by the other", async () => {
   await using redis = await startRedis();
@@ -16,11 +25,9 @@ redisTest("an async job accepted by one replica is answered by the other", async
   const accepted = await fleet.a.post("/v1/chat/completions", job("fp-shared"));
   assertEquals(accepted.status, 202);
   await accepted.body?.cancel();
-  const done = await waitFor(async () => {
-    const poll = await fleet.b.post("/v1/chat/completions", job("fp-shared"));
-    if (poll.status === 202) return void await poll.body?.cancel();
-    return poll;
-  }, { message: "the job's result at the other replica" });
+  const done = await jobAnswer(fleet.b, "fp-shared", {}, {
+    message: "the job's result at the other replica",
+  });
   assertEquals(done.status, 200);
   assertEquals((await done.json()).choices[0].message.content, "job result");
   assertEquals(upstream.received.length, 1);
@@ -63,11 +70,11 @@ redisTest("a replica killed mid-job loses nothing: another claims the job and fi
       message: "the dead replica's job counted as pending",
     },
   );
-  const done = await waitFor(async () => {
-    const poll = await fleet.b.post("/v1/chat/completions", job("fp-crash"));
-    if (poll.status === 202) return void await poll.body?.cancel();
-    return poll;
-  }, { timeout: 30_000, interval: 250, message: "the job finished by a surviving replica" });
+  const done = await jobAnswer(fleet.b, "fp-crash", {}, {
+    timeout: 30_000,
+    interval: 250,
+    message: "the job finished by a surviving replica",
+  });
   assertEquals(done.status, 200);
   assertEquals((await done.json()).choices[0].message.content, "finished elsewhere");
   assertEquals(upstream.received.length, 2);
@@ -105,11 +112,7 @@ redisTest(
       assert(!value.includes("fleet-secret-for-tests"), `${name} holds the Redis secret`);
     }
     // The job sealed under the fleet's secret still runs: its answer comes back to the client.
-    const done = await waitFor(async () => {
-      const poll = await fleet.a.post("/v1/chat/completions", job("fp-secret"), auth);
-      if (poll.status === 202) return void await poll.body?.cancel();
-      return poll;
-    }, { message: "the sealed job's result" });
+    const done = await jobAnswer(fleet.a, "fp-secret", auth, { message: "the sealed job's result" });
     assertEquals(done.status, 200);
     await done.body?.cancel();
   },
@@ -139,15 +142,7 @@ redisTest("without --redis-secret a job that must keep a credential is refused a
 redisTest("shared mode: a key cooled down by a 429 at one replica is cooled down at the other", async () => {
   await using redis = await startRedis();
   await using upstream = new FakeUpstream();
-  await using fleet = await twoReplicas(
-    redis.url,
-    upstream,
-    "--enable-shared-mode",
-    "--api-key",
-    "upstream-key-one",
-    "--api-key",
-    "upstream-key-two",
-  );
+  await using fleet = await twoReplicas(redis.url, upstream, ...SHARED_KEYS);
   upstream.plan({ status: 429, body: '{"error":"slow down"}', headers: { "retry-after": "60" } });
   await (await fleet.a.post("/v1/chat/completions", chat("first"))).body?.cancel();
   assertEquals(upstream.received[0].headers.get("authorization"), "Bearer upstream-key-one");
@@ -208,11 +203,10 @@ redisTest(
 redisTest("a replica that starts after a key was cooled down elsewhere cools it down too", async () => {
   await using redis = await startRedis();
   await using upstream = new FakeUpstream();
-  const shared = ["--enable-shared-mode", "--api-key", "upstream-key-one", "--api-key", "upstream-key-two"];
-  await using first = await twoReplicas(redis.url, upstream, ...shared);
+  await using first = await twoReplicas(redis.url, upstream, ...SHARED_KEYS);
   upstream.plan({ status: 429, body: '{"error":"slow down"}', headers: { "retry-after": "120" } });
   await (await first.a.post("/v1/chat/completions", chat("cool it"))).body?.cancel();
-  await using later = await twoReplicas(redis.url, upstream, ...shared);
+  await using later = await twoReplicas(redis.url, upstream, ...SHARED_KEYS);
   const healthy = async () =>
     /^bridge_upstream_keys_healthy 1$/m.test(await (await fetch(`${later.a.url}/metrics`)).text());
   await waitFor(healthy, { message: "the later replica read the verdict" });
