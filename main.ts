@@ -37,13 +37,18 @@ try {
   Deno.exit(1);
 }
 log.info(`${PRODUCT} ${VERSION} listening on ${running.url}`, {
-  upstream: config.upstream.href,
+  upstream: config.upstreams.defaultPool.members.map((member) => member.url.href).join(", "),
+  routes: config.upstreams.routes.map((route) => route.models).join(", ") || "none",
   rate_limit: config.rateLimit || "off",
   retries: config.retry.attempts,
 });
 
 const { shared, listen } = config;
-if (config.upstreamBasicAuth) {
+if (
+  [config.upstreams.defaultPool, ...config.upstreams.routes].some((pool) =>
+    pool.members.some((m) => m.basicAuth)
+  )
+) {
   log.info(
     "the --ollama URL's user:password goes upstream as Basic auth when no other credential applies " +
       (shared.enabled ? "(the --api-key wins)" : "(a client's own Authorization, x-api-key or api-key wins)"),

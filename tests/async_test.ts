@@ -95,7 +95,9 @@ Deno.test("a job whose upstream fails after retries returns the error", async ()
   assertEquals(t.upstream.calls, 2);
   // A store of its own: bridges sharing one in a process would run each other's jobs.
   await using otherDir = await tempCacheDir();
-  await using unreachable = await asyncBridge(otherDir.path, "--ollama", "http://127.0.0.1:9");
+  await using unreachable = await startTestBridge(["--enable-async-request", "--cache-dir", otherDir.path], {
+    upstreamUrl: "http://127.0.0.1:9",
+  });
   await (await unreachable.post("/v1/chat/completions", job("fp-5"))).text();
   const failed = await poll(() => unreachable.post("/v1/chat/completions", job("fp-5")));
   assertEquals(failed.status, 502);

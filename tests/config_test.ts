@@ -14,7 +14,11 @@ function exitOf(args: string[], env: Record<string, string> = {}): ConfigExit {
 Deno.test("defaults are the original bridge's", () => {
   const config = parseConfig([], {});
   assertEquals(config.listen, { hostname: "127.0.0.1", port: 3000 });
-  assertEquals(config.upstream.href, "http://127.0.0.1:11434/");
+  assertEquals(config.upstreams.defaultPool.members.map((member) => member.url.href), [
+    "http://127.0.0.1:11434/",
+  ]);
+  assertEquals(config.upstreams.routes, []);
+  assertEquals(config.upstreams.healthIntervalMs, 10_000);
   assertEquals(config.timeoutMs, 300_000);
   assertEquals(config.debug, false);
   assertEquals(config.rateLimit, 0);
@@ -33,7 +37,7 @@ Deno.test("short and long flags", () => {
   );
   assertEquals(config.debug, true);
   assertEquals(config.listen, { hostname: "0.0.0.0", port: 8080 });
-  assertEquals(config.upstream.href, "https://api.deepseek.com/v1");
+  assertEquals(config.upstreams.defaultPool.members[0].url.href, "https://api.deepseek.com/v1");
   assertEquals(config.timeoutMs, 1000);
   assertEquals(parseConfig(["--listen", "[::1]:3001"], {}).listen, { hostname: "::1", port: 3001 });
   assertEquals(parseConfig(["--max-body-size", "1MiB"], {}).maxBodyBytes, 1024 * 1024);
@@ -44,7 +48,7 @@ Deno.test("environment variables are read, and a flag wins over them", () => {
   const config = parseConfig([], env);
   assertEquals(config.timeoutMs, 2000);
   assertEquals(config.debug, true);
-  assertEquals(config.upstream.host, "10.0.0.2:11434");
+  assertEquals(config.upstreams.defaultPool.members[0].url.host, "10.0.0.2:11434");
   assertEquals(parseConfig(["-t", "3000"], env).timeoutMs, 3000);
   assertEquals(parseConfig([], { BRIDGE_DEBUG: "0" }).debug, false);
 });
@@ -132,4 +136,53 @@ Deno.test("--replicas-hint divides the fleet's --rate-limit and --max-inflight a
   assertEquals([config.rateLimit, config.admission.maxInflight, config.replicas], [4, 2, 3]);
   assertEquals(parseConfig(["--max-inflight", "4"], {}).admission.maxInflight, 4);
   assertEquals(exitOf(["--replicas-hint", "0"]).exitCode, 2);
+});
+
+Deno.test("--ollama repeated or comma-separated makes a pool; #N weights a member; --route and BRIDGE_ROUTE", () => {
+  const config = parseConfig([
+    "--ollama",
+    "http://10.0.0.1:11434#3,http://u:p@10.0.0.2:11434",
+    "-o",
+    "http://10.0.0.3:11434",
+    "--route",
+    "llama3*=http://10.0.1.1:11434,http://10.0.1.2:11434#2",
+    "--route",
+    "qwen?=https://api.example.com/v1",
+    "--health-interval",
+    "2500",
+  ], {});
+  const { defaultPool, routes, healthIntervalMs } = config.upstreams;
+  assertEquals(defaultPool.members.map((member) => [member.url.host, member.weight]), [
+    ["10.0.0.1:11434", 3],
+    ["10.0.0.2:11434", 1],
+    ["10.0.0.3:11434", 1],
+  ]);
+  assertEquals(defaultPool.members[1].url.username, "");
+  assertEquals(defaultPool.members[1].basicAuth, `Basic ${btoa("u:p")}`);
+  assertEquals(routes.map((route) => [route.models, route.members.length]), [["llama3*", 2], ["qwen?", 1]]);
+  assertEquals(routes[0].members[1].weight, 2);
+  assertEquals(healthIntervalMs, 2500);
+  const fromEnv = parseConfig([], {
+    BRIDGE_OLLAMA: "http://10.0.0.1:11434,http://10.0.0.2:11434",
+    BRIDGE_ROUTE: "big*=http://10.0.2.1:11434; small*=http://10.0.2.2:11434",
+  }).upstreams;
+  assertEquals(fromEnv.defaultPool.members.length, 2);
+  assertEquals(fromEnv.routes.map((route) => route.models), ["big*", "small*"]);
+});
+
+Deno.test("bad pools and routes exit 2 with what was expected", () => {
+  for (
+    const [args, expected] of [
+      [["--ollama", "http://a:1#0"], /weight from 1 to 1000/],
+      [["--ollama", "http://a:1,http://a:1"], /listed twice/],
+      [["--route", "llama3"], /<model-glob>=<url>/],
+      [["--route", "=http://a:1"], /<model-glob>=<url>/],
+      [["--route", "x=ftp://a"], /http\(s\) URL/],
+      [["--health-interval", "-1"], /from 0 to 3600000/],
+    ] as const
+  ) {
+    const exit = exitOf([...args]);
+    assertEquals(exit.exitCode, 2, args.join(" "));
+    assertMatch(exit.message, expected);
+  }
 });

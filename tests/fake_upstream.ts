@@ -44,6 +44,8 @@ export interface FakeUpstreamOptions {
   chunkDelayMs?: number;
   /** Default characters per stream chunk. */
   chunkSize?: number;
+  /** The models its lists (`/v1/models`, `/api/tags`) name; `fake-model` by default. */
+  models?: string[];
 }
 
 const encoder = new TextEncoder();
@@ -57,6 +59,7 @@ export class FakeUpstream {
   reply: string;
   chunkDelayMs: number;
   chunkSize: number;
+  readonly models: string[];
   readonly #plans: Behaviour[] = [];
   #defaultBehaviour: Behaviour = {};
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
@@ -66,6 +69,7 @@ export class FakeUpstream {
     this.reply = options.reply ?? "Hello from the fake upstream.";
     this.chunkDelayMs = options.chunkDelayMs ?? 0;
     this.chunkSize = options.chunkSize ?? 8;
+    this.models = options.models ?? ["fake-model"];
     this.#server = Deno.serve({
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? 0,
@@ -170,10 +174,12 @@ export class FakeUpstream {
       case "GET /v1/models":
         return Response.json({
           object: "list",
-          data: [{ id: "fake-model", object: "model", owned_by: "fake" }],
+          data: this.models.map((id) => ({ id, object: "model", owned_by: "fake" })),
         });
       case "GET /api/tags":
-        return Response.json({ models: [{ name: "fake-model:latest", model: "fake-model:latest" }] });
+        return Response.json({
+          models: this.models.map((id) => ({ name: `${id}:latest`, model: `${id}:latest` })),
+        });
       default:
         if (url.pathname.endsWith("/echo")) {
           return Response.json({

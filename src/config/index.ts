@@ -19,8 +19,8 @@ import {
   pattern,
   redisPrefix,
   redisUrl,
-  upstreamUrl,
 } from "./values.ts";
+import { memberList, routeList } from "./upstreams.ts";
 
 export type * from "./settings.ts";
 
@@ -61,9 +61,22 @@ function buildProgram(): Command {
     flag("-l, --listen <host:port>", "address to listen on", listenAddress, "127.0.0.1:3000"),
     flag(
       "-o, --ollama <url>",
-      "upstream base URL: Ollama or any OpenAI-compatible API",
-      upstreamUrl,
+      "upstream base URL: Ollama or any OpenAI-compatible API; repeat (or comma-separate) for a pool of " +
+        "equivalent servers, '#N' after a URL weights it",
+      memberList,
       "http://127.0.0.1:11434",
+    ),
+    flag(
+      "--route <glob=urls>",
+      "send requests whose model matches the glob to these upstreams instead, such as " +
+        "'llama3*=http://10.0.0.2:11434'; repeatable, first match wins (env: ';' between routes)",
+      routeList,
+    ),
+    flag(
+      "--health-interval <ms>",
+      "probe each upstream this often when there are several, 0-3600000 (0 = only those taken out)",
+      integerIn(0, 3_600_000),
+      10_000,
     ),
     flag(
       "-t, --timeout <ms>",
@@ -261,19 +274,12 @@ function buildProgram(): Command {
   return program;
 }
 
-/**
- * The upstream URL without its `user:password@` (never logged, never sent in the URL), and that userinfo as the
- * `Authorization: Basic …` value the upstream client sends when no other credential applies.
- */
-function withoutUserinfo(url: URL): { upstream: URL; upstreamBasicAuth?: string } {
-  if (!url.username && !url.password) return { upstream: url };
-  const userinfo = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-  const bytes = Uint8Array.from(userinfo, (char) => char.charCodeAt(0) & 0xff);
-  const upstream = new URL(url);
-  upstream.username = "";
-  upstream.password = "";
-  return { upstream, upstreamBasicAuth: `Basic ${btoa(String.fromCharCode(...bytes))}` };
+/** A flag's value: commander hands a default over as the text written in the help, unparsed. */
+function fromDefault<T>(value: T | string, parse: (raw: string) => T): T {
+  return typeof value === "string" ? parse(value) : value;
 }
+
+const bytes = (value: number | string) => fromDefault(value, byteSize(0, Infinity));
 
 /**
  * Parses the arguments (without the program name) and the environment into a frozen Config.
@@ -304,9 +310,7 @@ export function parseConfig(
       "error: --enable-shared-mode needs an upstream key: --api-key, BRIDGE_API_KEYS or --api-keys-file.",
     );
   }
-  const maxBodyBytes = typeof o.maxBodySize === "string"
-    ? byteSize(0, Infinity)(o.maxBodySize)
-    : o.maxBodySize;
+  const maxBodyBytes = bytes(o.maxBodySize);
   if (o.retryMinInterval > o.retryMaxInterval) {
     throw new ConfigExit(
       2,
@@ -316,8 +320,12 @@ export function parseConfig(
   return Object.freeze({
     debug: Boolean(o.debug),
     logFormat: o.logFormat,
-    listen: Object.freeze(typeof o.listen === "string" ? listenAddress(o.listen) : o.listen),
-    ...withoutUserinfo(typeof o.ollama === "string" ? upstreamUrl(o.ollama) : o.ollama),
+    listen: Object.freeze(fromDefault(o.listen, listenAddress)),
+    upstreams: Object.freeze({
+      defaultPool: { name: "default", members: fromDefault(o.ollama, memberList) },
+      routes: Object.freeze(o.route ?? []),
+      healthIntervalMs: o.healthInterval,
+    }),
     timeoutMs: o.timeout,
     upstreamClient: o.upstreamClient !== "auto"
       ? o.upstreamClient
@@ -344,9 +352,7 @@ export function parseConfig(
       queueTimeoutMs: o.queueTimeout,
     }),
     maxBodyBytes,
-    maxResponseBytes: typeof o.maxResponseSize === "string"
-      ? byteSize(0, Infinity)(o.maxResponseSize)
-      : o.maxResponseSize,
+    maxResponseBytes: bytes(o.maxResponseSize),
     upstreamCaFile: o.upstreamCaFile,
     bodyReadTimeoutMs: o.bodyReadTimeout,
     keepaliveIntervalMs: o.keepaliveInterval,
@@ -355,15 +361,11 @@ export function parseConfig(
       dir: o.cacheDir,
       ttlMs: o.cacheTtl,
       maxEntries: o.cacheMaxEntries,
-      maxBytes: typeof o.cacheMaxBytes === "string"
-        ? byteSize(0, Infinity)(o.cacheMaxBytes)
-        : o.cacheMaxBytes,
+      maxBytes: bytes(o.cacheMaxBytes),
       hotThreshold: o.cacheHotThreshold,
       memoryEntries: o.cacheMemoryEntries,
       sharedAcrossTenants: Boolean(o.cacheSharedAcrossTenants),
-      memoryBytes: typeof o.cacheMemoryBytes === "string"
-        ? byteSize(0, Infinity)(o.cacheMemoryBytes)
-        : o.cacheMemoryBytes,
+      memoryBytes: bytes(o.cacheMemoryBytes),
     }),
     shared: Object.freeze({
       enabled: Boolean(o.enableSharedMode),
@@ -384,16 +386,12 @@ export function parseConfig(
       packagePath: o.luajitPackagePath,
       packageCpath: o.luajitPackageCpath,
       timeoutMs: o.luaTimeout,
-      memoryLimitBytes: typeof o.luaMemoryLimit === "string"
-        ? byteSize(0, Infinity)(o.luaMemoryLimit)
-        : o.luaMemoryLimit,
+      memoryLimitBytes: bytes(o.luaMemoryLimit),
     }),
     think: o.disableThinkFilter ? undefined : Object.freeze({
-      tags: Object.freeze(typeof o.thinkTags === "string" ? nameList(o.thinkTags) : o.thinkTags),
+      tags: Object.freeze(fromDefault(o.thinkTags, nameList)),
       mode: o.thinkMode,
-      implicitModels: typeof o.thinkImplicitOpen === "string"
-        ? pattern(o.thinkImplicitOpen)
-        : o.thinkImplicitOpen,
+      implicitModels: fromDefault(o.thinkImplicitOpen, pattern),
     }),
   });
 }

@@ -85,15 +85,46 @@ export interface LuaSettings {
   readonly memoryLimitBytes: number;
 }
 
+/** One upstream server of a pool. */
+export interface MemberSettings {
+  /** Its base URL, without user:password (never logged, never sent in the URL). */
+  readonly url: URL;
+  /** `Authorization: Basic …` from the URL's user:password, sent when no other credential applies. */
+  readonly basicAuth?: string;
+  /** Its share of the pool's requests against the other members (`#weight` after the URL), 1 by default. */
+  readonly weight: number;
+}
+
+/** Equivalent upstreams serving the same models. */
+export interface PoolSettings {
+  /** `default` for the `--ollama` pool; a route's pool is named by its model glob. */
+  readonly name: string;
+  readonly members: readonly MemberSettings[];
+}
+
+/** `--route <glob>=<url>[,<url>…]`: requests whose model matches the glob go to this pool. */
+export interface RouteSettings extends PoolSettings {
+  /** The model glob: `*` any run of characters, `?` one; matched against the whole name, ignoring case. */
+  readonly models: string;
+}
+
+export interface UpstreamSettings {
+  /** `--ollama`: where requests go when no route matches their model. */
+  readonly defaultPool: PoolSettings;
+  /** `--route`, in order: the first whose glob matches the model wins. */
+  readonly routes: readonly RouteSettings[];
+  /** `--health-interval`: how often members are probed; 0 = only members that failed. */
+  readonly healthIntervalMs: number;
+}
+
 export interface Config {
   readonly debug: boolean;
   readonly logFormat: LogFormat;
   readonly listen: ListenAddress;
-  readonly upstream: URL;
+  /** The upstream servers: `--ollama` (the default pool), `--route` pools, `--health-interval`. */
+  readonly upstreams: UpstreamSettings;
   readonly timeoutMs: number;
   readonly upstreamClient: UpstreamClientKind;
-  /** `Authorization: Basic …` from the `--ollama` URL's user:password (the URL itself holds none). */
-  readonly upstreamBasicAuth?: string;
   /** The most a whole upstream body may decode to (`--max-response-size`). */
   readonly maxResponseBytes: number;
   /** A PEM file of extra CA certificates for https upstreams (`--upstream-ca-file`). */

@@ -103,7 +103,8 @@ export class RateLimited extends BridgeError {
 }
 
 export class UpstreamUnreachable extends BridgeError {
-  constructor(detail: string) {
+  /** `notSent`: no byte of the request reached the upstream, so another server may take it (failover). */
+  constructor(detail: string, readonly notSent = false) {
     super(502, "upstream_error", "upstream_unreachable", `Upstream is unreachable: ${detail}`);
   }
 }

@@ -145,6 +145,36 @@ export class BridgeMetrics {
     help: "Upstream requests that failed: unreachable, timed out, cut off, or answered with a 5xx.",
     registers: [this.registry],
   });
+  readonly memberRequests = new Counter({
+    name: "bridge_upstream_member_requests_total",
+    help: "Requests sent to each upstream server (failovers and retries count again).",
+    labelNames: ["pool", "member"] as const,
+    registers: [this.registry],
+  });
+  readonly memberErrors = new Counter({
+    name: "bridge_upstream_member_errors_total",
+    help: "Failures of each upstream server's own: no connection, a timeout, a 502/503/504 answer.",
+    labelNames: ["pool", "member"] as const,
+    registers: [this.registry],
+  });
+  readonly memberInflight = new Gauge({
+    name: "bridge_upstream_member_inflight",
+    help: "Requests each upstream server holds now (streams until they end).",
+    labelNames: ["pool", "member"] as const,
+    registers: [this.registry],
+  });
+  readonly memberUp = new Gauge({
+    name: "bridge_upstream_member_up",
+    help: "1 while an upstream server is healthy, 0 after 3 failures in a row or a failed probe.",
+    labelNames: ["pool", "member"] as const,
+    registers: [this.registry],
+  });
+  readonly memberAffinityHits = new Counter({
+    name: "bridge_upstream_member_affinity_hits_total",
+    help: "Conversation turns sent to the upstream server that saw the conversation's previous turn.",
+    labelNames: ["pool", "member"] as const,
+    registers: [this.registry],
+  });
   readonly retryAttempts = new Counter({
     name: "ollama_request_retry_attempts_total",
     help: "Retries of upstream requests (the original bridge's name).",

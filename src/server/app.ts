@@ -30,6 +30,7 @@ import { proxyHandler } from "./proxy_handler.ts";
 import { type RateLimiter, tokenBucket, unlimited } from "../upstream/rate_limit.ts";
 import { Admission } from "../upstream/admission.ts";
 import { createUpstreamClient } from "../upstream/client.ts";
+import { Upstreams } from "../upstream/upstreams.ts";
 import { createTransport, type UpstreamFetch } from "../upstream/transport/index.ts";
 
 export interface Bridge {
@@ -59,14 +60,15 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     caCerts: config.upstreamCaFile ? [await readCaFile(config.upstreamCaFile)] : undefined,
   });
   const keys = await loadKeys(config.shared);
+  const { defaultPool, routes } = config.upstreams;
+  const members = [defaultPool, ...routes].flatMap((pool) => pool.members);
   log.addSecrets([
     ...keys.apiKeys,
     ...keys.accessKeys.map((entry) => entry.key),
     config.shared.metricsKey,
     config.shared.adminKey,
-    config.upstreamBasicAuth,
     config.redis?.secret,
-    ...basicAuthParts(config.upstreamBasicAuth),
+    ...members.flatMap((member) => [member.basicAuth, ...basicAuthParts(member.basicAuth)]),
   ]);
   const keyPool = config.shared.enabled ? new KeyPool(keys.apiKeys, monotonicClock, log, metrics) : undefined;
   const access = keys.accessKeys.length || config.shared.accessKeysFile
@@ -93,17 +95,19 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
       rejected: (reason, tenant) => metrics.queueRejections.inc({ reason, tenant: tenantLabel(tenant) }),
     })
     : undefined;
+  const upstreamFetch = deps.fetch ?? transport.fetch;
+  const upstreams = new Upstreams(config.upstreams, { metrics, log, fetch: upstreamFetch });
+  upstreams.start();
   const upstream = createUpstreamClient({
-    base: config.upstream,
+    upstreams,
     timeoutMs: config.timeoutMs,
     retry: config.retry,
     limiter,
     metrics,
     log,
-    fetch: deps.fetch ?? transport.fetch,
+    fetch: upstreamFetch,
     keys: keyPool,
     stripCredentials: access !== undefined,
-    basicAuth: config.upstreamBasicAuth,
     admission,
     tenantLimits: access ? (tenant) => access.limitsOf(tenant) : undefined,
   });
@@ -123,17 +127,23 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   app.use(accessLog(log, metrics));
   app.use(pathGuard);
   app.get("/health", (c) => c.json({ status: "ok" }));
-  app.get(
-    "/ready",
-    (c) => lifecycle.draining ? c.json({ status: "draining" }, 503) : c.json({ status: "ready" }),
-  );
+  app.get("/ready", (c) => {
+    if (lifecycle.draining) return c.json({ status: "draining" }, 503);
+    if (!upstreams.ready) return c.json({ status: "no healthy upstream in the default pool" }, 503);
+    return c.json({ status: "ready" });
+  });
+  // The operator's views, behind --metrics-key when it is set.
   const metricsAccess = config.shared.metricsKey
     ? new AccessKeys([{ label: "metrics", key: config.shared.metricsKey }])
     : undefined;
-  app.get("/metrics", async (c) => {
+  const operatorOnly: MiddlewareHandler = async (c, next) => {
     if (metricsAccess && !metricsAccess.identify(presentedKey(c.req.raw.headers))) throw new InvalidApiKey();
+    await next();
+  };
+  app.get("/metrics", operatorOnly, async (c) => {
     return c.text(await metrics.render(), 200, { "content-type": metrics.registry.contentType });
   });
+  app.get("/upstreams", operatorOnly, (c) => c.json(upstreams.states()));
   adminRoutes(app, config.shared.adminKey, cache);
   // The proxy steps, in the order of DESIGN §3: access key, request reading, the plugin's request hook; then the
   // handler: async gate, cache and coalescing, upstream; the think filter and response hook on the way out.
@@ -151,6 +161,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   ];
   const proxy = proxyHandler({
     upstream,
+    upstreams,
+    log,
     lifecycle,
     metrics,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
@@ -188,6 +200,7 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     },
     async close(withinMs = 5000) {
       luaPool?.close();
+      upstreams.close();
       const started = performance.now();
       await jobs?.close(withinMs);
       transport.close();

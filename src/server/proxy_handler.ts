@@ -13,9 +13,15 @@ import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import { respond, type RespondOptions } from "./respond.ts";
 import type { UpstreamClient, UpstreamExchange } from "../upstream/client.ts";
+import { isMergedListing, mergedModelList } from "../upstream/model_lists.ts";
+import type { Upstreams } from "../upstream/upstreams.ts";
+import type { Logger } from "../observe/log.ts";
 
 export interface ProxyHandlerOptions extends RespondOptions {
   upstream: UpstreamClient;
+  /** The pools behind the client: a model list merges theirs. */
+  upstreams: Upstreams;
+  log: Logger;
   /** Undefined unless `--enable-async-request`. */
   jobs?: JobStore;
   /** Undefined when the cache is off. */
@@ -36,6 +42,9 @@ export const proxyHandler = (options: ProxyHandlerOptions): Handler =>
 
 /** The answer to a request: an async job's, the cache's (or a flight's), or the upstream's own. */
 async function answerFor(request: ProxyRequest, options: ProxyHandlerOptions): Promise<Answer | Response> {
+  if (isMergedListing(request, options.upstreams)) {
+    return fromExchange(await mergedModelList(request, options.upstream, options.upstreams, options.log));
+  }
   if (options.jobs) {
     const job = await asyncGate(options.jobs, request);
     if (job) return job;

@@ -26,6 +26,10 @@ import { CREDENTIAL_HEADERS } from "../core/request.ts";
 import type { SecretMask } from "./secret_mask.ts";
 import { backoffDelay, retryAfterMs, type RetryReason, retryReasonForStatus } from "./retry.ts";
 import { upstreamTarget } from "./target.ts";
+import { conversationKey } from "./affinity.ts";
+import type { Member } from "./member.ts";
+import type { UpstreamPool } from "./pool.ts";
+import type { Upstreams } from "./upstreams.ts";
 
 const unreachable = (message: string) => new UpstreamUnreachable(message);
 
@@ -47,6 +51,8 @@ export interface UpstreamExchange {
 export interface SendOptions {
   /** Wait for a rate-limit token (and a slot, however long) instead of refusing (background jobs). */
   waitForToken?: boolean;
+  /** Send to this pool instead of the one the request's model routes to (the merged model lists). */
+  pool?: UpstreamPool;
 }
 
 export interface UpstreamClient {
@@ -54,7 +60,8 @@ export interface UpstreamClient {
 }
 
 export interface UpstreamOptions {
-  base: URL;
+  /** The upstream servers, their pools and routes. */
+  upstreams: Upstreams;
   timeoutMs: number;
   retry: RetryPolicy;
   limiter: RateLimiter;
@@ -66,11 +73,6 @@ export interface UpstreamOptions {
   keys?: KeyPool;
   /** Remove the client's credentials (they are access keys for the bridge, not for the upstream). */
   stripCredentials?: boolean;
-  /**
-   * `Authorization: Basic …` from the `--ollama` URL's user:password, sent when no other credential applies: a
-   * client's own credential (not in shared mode) or the pool's key (shared mode) wins.
-   */
-  basicAuth?: string;
   /** The concurrency cap and its queue (`--max-inflight`, per-tenant `inflight=`), when there is one. */
   admission?: Admission;
   /** A tenant's own limits (its access key's `rps=`, `inflight=`). */
@@ -79,7 +81,7 @@ export interface UpstreamOptions {
 }
 
 export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
-  const { base, timeoutMs, retry, limiter, metrics, log } = options;
+  const { upstreams, timeoutMs, retry, limiter, metrics, log } = options;
   const fetchUpstream = options.fetch;
 
   const tenantBuckets = new Map<string, RateLimiter>();
@@ -118,10 +120,17 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     const deadline = schedule(timeoutMs, () => cancellation.abort(new UpstreamTimeout(timeoutMs)));
     const unlink = request.cancellation.onAbort(() => cancellation.abort(new ClientClosed()));
     const expiresAt = performance.now() + timeoutMs;
+    const pool = sendOptions.pool ?? upstreams.poolFor(modelOf(request));
+    const conversation = pool.members.length > 1 ? conversationKey(request) : undefined;
+    /** The members that failed this request before it was written or that answered 502/503: not chosen again. */
+    const tried = new Set<Member>();
+    let member: Member | undefined;
+    let ended = () => {};
     const release = () => {
       deadline.cancel();
       unlink();
       permit?.release();
+      ended();
     };
     const failure = (error: unknown): BridgeError => {
       return asBridgeError(
@@ -139,7 +148,12 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
       const shown = key ? masked(options.keys!.mask, response, complete) : { response, complete };
       return { ...shown, closeFramed, queuedMs: permit?.waitedMs, failure, release };
     };
-    const url = upstreamTarget(base, request.path, request.search);
+    /** Whether another member of the pool may take a request the last one did not process. */
+    const failover = () => {
+      tried.add(member!);
+      ended();
+      return pool.members.some((other) => other.inService && !tried.has(other));
+    };
     const route = routeLabel(request.path);
 
     try {
@@ -149,6 +163,11 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         if (calls++ > 0) await limiter.take(cancellation);
         const key = options.keys?.pick();
         if (options.keys && !key) throw new NoUpstreamKey();
+        const pick = pool.pick(conversation, tried);
+        member = pick.member;
+        if (pick.affinityHit) member.affinityHit();
+        ended = member.started();
+        const url = upstreamTarget(member.base, request.path, request.search);
         const sentAt = performance.now();
         let reason: RetryReason | undefined;
         let waitMs: number | undefined;
@@ -164,15 +183,26 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
             credentials: key
               ? `Bearer ${key.value}`
               : options.stripCredentials
-              ? options.basicAuth ?? null
-              : options.basicAuth && !hasCredential(request.headers)
-              ? options.basicAuth
+              ? member.basicAuth ?? null
+              : member.basicAuth && !hasCredential(request.headers)
+              ? member.basicAuth
               : undefined,
           }));
         } catch (error) {
           const cause = failure(error);
           if (!(cause instanceof UpstreamUnreachable)) throw cause;
           metrics.upstreamErrors.inc();
+          upstreams.failed(pool, member);
+          // Nothing of the request reached that member: another one takes it, without spending a retry.
+          if (cause.notSent && failover()) {
+            log.warn("upstream unreachable; sending the request to another member of its pool", {
+              url,
+              pool: pool.name,
+              error: cause.message,
+            });
+            attempt--;
+            continue;
+          }
           log.warn("upstream unreachable: is it running, and is --ollama right?", {
             url,
             attempt: attempt + 1,
@@ -193,17 +223,28 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           const verdict = options.keys!.judge(key, status, headers, text);
           if (verdict !== "ok" && options.keys!.healthy > 0 && keySwitches++ < options.keys!.size) {
             await response.body?.cancel();
+            ended();
             attempt--;
             continue;
           }
         }
         if (response) {
-          metrics.upstreamDuration.observe(
-            { route, status: response.status },
-            (performance.now() - sentAt) / 1000,
-          );
-          if (response.status >= 500) metrics.upstreamErrors.inc();
-          reason = retryReasonForStatus(response.status);
+          const { status } = response;
+          metrics.upstreamDuration.observe({ route, status }, (performance.now() - sentAt) / 1000);
+          if (status >= 500) metrics.upstreamErrors.inc();
+          if (status >= 502 && status <= 504) {
+            upstreams.failed(pool, member);
+          } else {
+            member.succeeded();
+            if (status < 300) pool.remember(conversation, member);
+          }
+          // A 502 or 503 says the member did not process the request: another one takes it, without a retry.
+          if ((status === 502 || status === 503) && failover()) {
+            await response.body?.cancel();
+            attempt--;
+            continue;
+          }
+          reason = retryReasonForStatus(status);
           if (!reason || attempt >= retry.attempts) return finished(response, complete, closeFramed, key);
           waitMs = retryAfterMs(response.headers);
           // A Retry-After is honoured even above --retry-max-interval, but never past the deadline: if the
@@ -213,6 +254,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
           }
           await response.body?.cancel();
         }
+        ended();
         const delay = waitMs ?? backoffDelay(attempt, retry, options.random);
         metrics.retryAttempts.inc();
         metrics.retries.inc({ reason });
@@ -225,12 +267,20 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
         await sleep(delay, cancellation);
       }
     } catch (error) {
+      const cause = failure(error);
+      if (member && cause instanceof UpstreamTimeout) upstreams.failed(pool, member);
       release();
-      throw failure(error);
+      throw cause;
     }
   }
 
   return { send };
+}
+
+/** The model a request names (Ollama's older endpoints call it `name`): what `--route` globs match. */
+function modelOf(request: ProxyRequest): string | undefined {
+  const model = request.json?.model ?? request.json?.name;
+  return typeof model === "string" ? model : undefined;
 }
 
 function hasCredential(headers: Headers): boolean {

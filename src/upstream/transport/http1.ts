@@ -85,6 +85,7 @@ export class Http1Client {
             ? `the connection closed before the request was sent (${error.message})`
             : `the connection closed after the request was sent, before an answer; not sent again, as the upstream ` +
               `may have processed it (${error.message})`,
+          connection.written === 0,
         );
       }
     }
@@ -153,7 +154,7 @@ export class Http1Client {
       return new Connection(conn, target.origin);
     } catch (error) {
       if (cancellation.aborted) throw error;
-      throw new UpstreamUnreachable(error instanceof Error ? error.message : String(error));
+      throw new UpstreamUnreachable(error instanceof Error ? error.message : String(error), true);
     } finally {
       removeAbort();
     }

@@ -98,7 +98,8 @@ const NULL_BODY = new Set([204, 205, 304]);
 function fetchFailure(error: unknown): BridgeError {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
   if (/connect|refused|reset|closed|dns|lookup|broken pipe|unreachable|timed? ?out|blocked/i.test(cause)) {
-    return new UpstreamUnreachable(cause);
+    // Only a connection that never opened is known to have carried nothing of the request.
+    return new UpstreamUnreachable(cause, /connect|refused|dns|lookup|unreachable/i.test(cause));
   }
   return new UpstreamProtocolError(cause);
 }
