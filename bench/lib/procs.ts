@@ -87,11 +87,15 @@ export function denoArgs(script: string, ...args: string[]): string[] {
 export class Servers implements AsyncDisposable {
   readonly #procs: Proc[] = [];
 
-  /** Starts `script` pinned to `core` and resolves with its port once it listens. */
-  async start(core: number, script: string, ...args: string[]): Promise<number> {
+  /** Starts the Deno `script` pinned to `core` and resolves with its port once it listens. */
+  start(core: number, script: string, ...args: string[]): Promise<number> {
+    return this.startProgram(core, denoArgs(script, ...args));
+  }
+
+  /** Starts any program (`command` and its arguments) pinned to `core`; resolves with its port once it listens. */
+  async startProgram(core: number, command: string[]): Promise<number> {
     const port = freePort();
-    const withPort = args.map((arg) => arg.replaceAll("{port}", String(port)));
-    this.#procs.push(await spawn(denoArgs(script, ...withPort), port, core));
+    this.#procs.push(await spawn(command.map((arg) => arg.replaceAll("{port}", String(port))), port, core));
     return port;
   }
 
