@@ -37,11 +37,38 @@ export function routeList(raw: string, previous: RouteSettings[] = []): RouteSet
   return routes;
 }
 
-/** Whether a model name matches a route's glob: `*` any run of characters, `?` one; the whole name, any case. */
+/** The longest model name a route's glob is matched against; a longer one goes to the default pool. */
+export const LONGEST_ROUTED_MODEL = 512;
+
+/**
+ * Whether a model name matches a route's glob: `*` any run of characters, `?` one; the whole name, any case.
+ * The model comes from the client: no regular expression (`a*a*a*b` backtracks without bound on a long name),
+ * but a wildcard walk that keeps one way back (the last `*`), and only for names up to LONGEST_ROUTED_MODEL.
+ */
 export function globMatcher(glob: string): (model: string) => boolean {
-  const source = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll("?", ".");
-  const expression = new RegExp(`^${source}$`, "is");
-  return (model) => expression.test(model);
+  const pattern = glob.toLowerCase();
+  return (name) => {
+    if (name.length > LONGEST_ROUTED_MODEL) return false;
+    const model = name.toLowerCase();
+    let p = 0;
+    let m = 0;
+    let star = -1;
+    let resume = 0;
+    while (m < model.length) {
+      if (p < pattern.length && (pattern[p] === "?" || pattern[p] === model[m])) {
+        p++;
+        m++;
+      } else if (p < pattern.length && pattern[p] === "*") {
+        star = p++;
+        resume = m;
+      } else if (star >= 0) {
+        p = star + 1;
+        m = ++resume;
+      } else return false;
+    }
+    while (pattern[p] === "*") p++;
+    return p === pattern.length;
+  };
 }
 
 function poolMembers(raw: string): MemberSettings[] {
