@@ -23,7 +23,13 @@ import { Semaphore } from "../core/semaphore.ts";
 import { settledWithin, sleep } from "../core/time.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
-import { asArgument, type RedisLink, RedisUnavailable } from "../redis/link.ts";
+import {
+  asArgument,
+  type BytesClient,
+  type Client,
+  type RedisLink,
+  RedisUnavailable,
+} from "../redis/link.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
 import {
   carriesCredential,
@@ -39,6 +45,8 @@ import { JobSeal } from "./job_seal.ts";
 /** A job whose replica stopped heart-beating this long is claimed by another. */
 export const CLAIM_IDLE_MS = 5000;
 const HEARTBEAT_MS = 1000;
+/** How long a job store command may take (a submission is not a cache lookup: it can wait). */
+const JOB_COMMAND_DEADLINE_MS = 1000;
 const BLOCK_MS = 1000;
 const GROUP = "workers";
 
@@ -99,10 +107,10 @@ export class RedisJobs implements JobStore {
       for (let attempt = 0; attempt < 5; attempt++) {
         const record = await this.#record(id);
         // Looked at after the read: a job that failed meanwhile kept its failure before its record went.
-        const failed = await this.link.call("jobs", (_, raw) => raw.getDel(this.#name("jobfail", id)));
+        const failed = await this.#call((_, raw) => raw.getDel(this.#name("jobfail", id)));
         if (failed) return { kind: "done", answer: decodeAnswer(new Uint8Array(failed))! };
         const result = record?.state === "done"
-          ? await this.link.call("jobs", (_, raw) => raw.get(this.#name("result", id)))
+          ? await this.#call((_, raw) => raw.get(this.#name("result", id)))
           : undefined;
         if (record && (record.state !== "done" || result)) {
           if (record.digest !== digest) return { kind: "conflict" };
@@ -140,16 +148,17 @@ export class RedisJobs implements JobStore {
       body: stored.body && new TextDecoder().decode(stored.body),
     }));
     const kept = this.seal ? await this.seal.seal(plain, id) : plain;
-    const created = await this.link.call("jobs", (c) =>
+    const created = await this.#call((c) =>
       c.eval(CREATE_SCRIPT, {
         keys: [this.#name("job", id), this.#name("jobreq", id), this.#name("jobs")],
         arguments: [JSON.stringify(record), asArgument(kept), id],
-      }));
+      })
+    );
     return created === 1;
   }
 
   async #record(id: string): Promise<JobRecord | undefined> {
-    const text = await this.link.call("jobs", (c) => c.get(this.#name("job", id)));
+    const text = await this.#call((c) => c.get(this.#name("job", id)));
     try {
       const record = text ? JSON.parse(text) : undefined;
       return typeof record?.digest === "string" && ["pending", "running", "done"].includes(record.state)
@@ -167,8 +176,7 @@ export class RedisJobs implements JobStore {
     while (!this.#closed) {
       try {
         if (!grouped) {
-          await this.link.call(
-            "jobs",
+          await this.#call(
             (c) =>
               c.xGroupCreate(stream, GROUP, "0", { MKSTREAM: true }).catch((error) => {
                 if (!String(error).includes("BUSYGROUP")) throw error;
@@ -177,7 +185,7 @@ export class RedisJobs implements JobStore {
           grouped = true;
         }
         // The fleet's jobs not finished yet: entries leave the stream when their job ends.
-        this.metrics.asyncJobsPending.set(await this.link.call("jobs", (c) => c.xLen(stream)));
+        this.metrics.asyncJobsPending.set(await this.#call((c) => c.xLen(stream)));
         await this.#slots.acquire();
         const entry = await this.#claim(stream) ?? await this.#readNew(stream);
         if (!entry) {
@@ -197,8 +205,7 @@ export class RedisJobs implements JobStore {
   }
 
   async #claim(stream: string): Promise<{ id: string; jobId: string } | undefined> {
-    const claimed = await this.link.call(
-      "jobs",
+    const claimed = await this.#call(
       (c) => c.xAutoClaim(stream, GROUP, this.#consumer, CLAIM_IDLE_MS, "0-0", { COUNT: 1 }),
     );
     const message = claimed.messages.find((entry) => entry);
@@ -223,8 +230,7 @@ export class RedisJobs implements JobStore {
 
   async #run(stream: string, entryId: string, id: string): Promise<void> {
     const heartbeat = setInterval(() => {
-      this.link.call(
-        "jobs",
+      this.#call(
         (c) => c.xClaimJustId(stream, GROUP, this.#consumer, 0, entryId),
       )
         .catch(() => {});
@@ -236,8 +242,7 @@ export class RedisJobs implements JobStore {
       // dropped and so is the record, so the next submission makes a new job instead of waiting forever.
       if (!record || record.state === "done") return await this.#finish(stream, entryId, []);
       if (!request) return await this.#finish(stream, entryId, [(c) => c.del(this.#name("job", id))], id);
-      await this.link.call(
-        "jobs",
+      await this.#call(
         (c) => c.set(this.#name("job", id), JSON.stringify({ ...record, state: "running" })),
       );
       const answer = await executeJob(request, this.upstream, this.settings.resultTtlMs, this.log);
@@ -273,7 +278,7 @@ export class RedisJobs implements JobStore {
     writes: ((c: ReturnType<RedisLink["client"]["multi"]>) => unknown)[],
     id?: string,
   ): Promise<void> {
-    await this.link.call("jobs", async (c) => {
+    await this.#call(async (c) => {
       const multi = c.multi();
       for (const write of writes) write(multi);
       if (id) multi.del(this.#name("jobreq", id));
@@ -283,7 +288,7 @@ export class RedisJobs implements JobStore {
   }
 
   async #request(id: string): Promise<StoredRequest | undefined> {
-    const kept = await this.link.call("jobs", (_, raw) => raw.get(this.#name("jobreq", id)));
+    const kept = await this.#call((_, raw) => raw.get(this.#name("jobreq", id)));
     if (!kept) return undefined;
     const bytes = new Uint8Array(kept);
     const plain = this.seal ? await this.seal.open(bytes, id) : bytes;
@@ -306,6 +311,14 @@ export class RedisJobs implements JobStore {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * A job store command: off the request's hot path, so it may wait up to JOB_COMMAND_DEADLINE_MS (a 202 a little
+   * later beats a 503 because the first command of a fresh process compiled slowly).
+   */
+  #call<T>(command: (client: Client, bytes: BytesClient) => Promise<T>): Promise<T> {
+    return this.link.call("jobs", command, JOB_COMMAND_DEADLINE_MS);
   }
 
   #name(...parts: string[]): string {

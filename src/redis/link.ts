@@ -22,7 +22,7 @@ const CONNECT_WAIT_MS = 1000;
  */
 const SILENT_SOCKET_MS = 5000;
 
-type Client = ReturnType<typeof makeClient>;
+export type Client = ReturnType<typeof makeClient>;
 /** Redis with its bulk strings read as bytes (answers, flight events). */
 export type BytesClient = ReturnType<typeof bytesView>;
 
@@ -88,11 +88,18 @@ export class RedisLink {
     return this.settings.prefix + parts.join(":");
   }
 
-  /** Runs `command` if Redis is up; a failure or a missed deadline throws RedisUnavailable (and counts). */
-  async call<T>(use: string, command: (client: Client, bytes: BytesClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `command` if Redis is up; a failure or a missed deadline throws RedisUnavailable (and counts). The
+   * deadline is COMMAND_DEADLINE_MS unless the caller, off the request's hot path, can wait longer.
+   */
+  async call<T>(
+    use: string,
+    command: (client: Client, bytes: BytesClient) => Promise<T>,
+    deadlineMs = COMMAND_DEADLINE_MS,
+  ): Promise<T> {
     if (!this.#up) throw new RedisUnavailable(use);
     try {
-      return await withinDeadline(command(this.client, this.bytes));
+      return await withinDeadline(command(this.client, this.bytes), deadlineMs);
     } catch (error) {
       this.metrics.redisFailures.inc({ use });
       // A timeout or a lost connection: stop using Redis until a PING says it is back.
@@ -109,12 +116,14 @@ export class RedisLink {
 
   /**
    * Listens on a channel for as long as the link lives: subscribes as soon as Redis can be reached (at start it
-   * may not be), trying again each second; node-redis renews the subscription after a reconnect.
+   * may not be), trying again each second; node-redis renews the subscription after a reconnect. `subscribed` is
+   * called once the subscription holds: what was published before it was missed, and may be read then.
    */
-  listen(channel: string, listener: (message: string) => void): void {
+  listen(channel: string, listener: (message: string) => void, subscribed?: () => void): void {
     const attempt = async () => {
       try {
         await withinDeadline((await this.subscriber()).subscribe(channel, listener));
+        subscribed?.();
         return true;
       } catch {
         return false;
@@ -227,16 +236,13 @@ function makeClient(url: string, deadlineMs: number | undefined, socketTimeout?:
 }
 
 /**
- * The command's result, or a rejection once COMMAND_DEADLINE_MS passed. node-redis's own command timeout stops
- * at the write: a server that takes the command and never answers would hold the request forever.
+ * The command's result, or a rejection once `ms` passed. node-redis's own command timeout stops at the write: a
+ * server that takes the command and never answers would hold the request forever.
  */
-async function withinDeadline<T>(command: Promise<T>): Promise<T> {
+async function withinDeadline<T>(command: Promise<T>, ms = COMMAND_DEADLINE_MS): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${COMMAND_DEADLINE_MS} ms`)),
-      COMMAND_DEADLINE_MS,
-    );
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
   });
   command.catch(() => {}); // it may still fail after the deadline: nobody listens then
   try {

@@ -33,10 +33,11 @@ export function shareKeyCooldowns(link: RedisLink, pool: KeyPool): void {
     if (!(Number(until) > Date.now())) return; // it no longer holds
     pool.applyShared(identity, verdict as Verdict, Number(until) - Date.now());
   };
-  link.listen(channel, apply);
-  // Verdicts made while this replica was not listening (before it started, or while Redis was away).
-  link.onUp(() => {
+  // Verdicts made while this replica was not listening: before it started or subscribed, or while Redis was away.
+  const catchUp = () => {
     link.call("keys", (c) => c.hGetAll(channel))
       .then((verdicts) => Object.values(verdicts).forEach(apply), () => {});
-  });
+  };
+  link.listen(channel, apply, catchUp);
+  link.onUp(catchUp);
 }
