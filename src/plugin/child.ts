@@ -23,7 +23,8 @@ export function runLuaChild(): void {
     // A blocking read: this process does nothing else, and it spares each call a trip through the event loop.
     // (The memory watchdog runs on a thread of its own.)
     const n = Deno.stdin.readSync(buffer);
-    if (n === null) return;
+    // The bridge is gone (or closed the pool): exit, even though the watchdog's worker would keep the process up.
+    if (n === null) Deno.exit(0);
     for (const message of frames.push<ToLua>(buffer.slice(0, n))) {
       if (message.type === "init") {
         try {

@@ -281,9 +281,9 @@ export class LuaPool {
   #spawn(): Promise<LuaProcess> {
     return new Promise((resolve, reject) => {
       const state: LuaProcess = new LuaProcess(this, this.options, (error) => {
-        if (error) {
+        if (error || this.#closed) {
           state.kill();
-          return reject(new Error(error));
+          return reject(new Error(error ?? "the Lua pool closed while this process started"));
         }
         this.#all.add(state);
         this.idle(state); // takes a queued call, or waits for the next
