@@ -5,6 +5,7 @@
 import { hasWrk, loadGenerator } from "./lib/load.ts";
 import { hasTaskset } from "./lib/procs.ts";
 import { printTable, type Row, writeResults } from "./lib/report.ts";
+import { admission } from "./scenarios/admission.ts";
 import { affinity } from "./scenarios/affinity.ts";
 import { cache } from "./scenarios/cache.ts";
 import { fairShare } from "./scenarios/fair_share.ts";
@@ -31,7 +32,18 @@ console.log(
 if (!hasWrk) console.log("note: without wrk the load generator, not the bridge, limits the request rates");
 
 const rows: Row[] = [];
-const scenarios = { sideBySide, passthrough, transports, fairShare, think, cache, lua, redis, affinity };
+const scenarios = {
+  sideBySide,
+  passthrough,
+  transports,
+  fairShare,
+  think,
+  cache,
+  admission,
+  lua,
+  redis,
+  affinity,
+};
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 for (const [name, run] of Object.entries(scenarios)) {
   if (!only || only.includes(name)) rows.push(...await run(context));

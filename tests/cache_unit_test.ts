@@ -8,8 +8,6 @@ import {
   isCompleteAnswer,
 } from "../src/cache/entry.ts";
 import { cacheKey, canonicalJson } from "../src/cache/key.ts";
-import { MemoryTier } from "../src/cache/memory.ts";
-import { HotPromotion } from "../src/cache/promotion.ts";
 import type { ProxyRequest } from "../src/core/request.ts";
 import { Cancellation } from "../src/core/time.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -95,64 +93,6 @@ Deno.test("disk tier: parts written without their index entry (a crash mid-write
   await store.kv.set(["cache", "p", "orphan", "v1", 0], encodeAnswer(answer('"x"', clock.t)));
   assertEquals(await store.disk.get("orphan"), undefined);
   assertEquals(store.disk.count, 0);
-});
-
-Deno.test("memory tier: bounded by entries and by bytes; expired entries are not served", () => {
-  const evicted: string[] = [];
-  const memory = new MemoryTier({ maxEntries: 3, maxBytes: 10_000, onEvict: (key) => evicted.push(key) });
-  for (const key of ["a", "b", "c", "d"]) memory.set(key, answer("{}", 0, 1e12));
-  assertEquals(evicted, ["a"]);
-  memory.set("huge", answer("x".repeat(20_000), 0, 1e12)); // above the byte bound: not kept
-  assertEquals(memory.has("huge"), false);
-  memory.set("short", answer("{}", 0, 100));
-  assertEquals(memory.get("short", 99) !== undefined, true);
-  assertEquals(memory.get("short", 100), undefined);
-});
-
-Deno.test("promotion: a key is promoted at the threshold of reads per sliding minute", () => {
-  const clock = { t: 0, now: () => clock.t };
-  const promotion = new HotPromotion({ threshold: 3, clock, adaptive: false });
-  assertEquals([promotion.recordRead("k"), promotion.recordRead("k"), promotion.recordRead("k")], [
-    false,
-    false,
-    true,
-  ]);
-  clock.t = 120_000; // two minutes later the reads have aged out
-  assertEquals(promotion.recordRead("k"), false);
-  assertEquals(promotion.rate("k"), 1);
-  // Memory with plenty of room takes any disk hit: it evicts nothing.
-  assertEquals(promotion.recordRead("new", undefined, 0.1), true);
-});
-
-Deno.test("promotion: when memory is full, a key must have been read more than the entry it would push out", () => {
-  const clock = { t: 0, now: () => clock.t };
-  const promotion = new HotPromotion({ threshold: 1, clock, adaptive: false });
-  for (let i = 0; i < 5; i++) promotion.recordMemoryRead("resident");
-  assertEquals(promotion.recordRead("newcomer", "resident"), false);
-  for (let i = 0; i < 5; i++) promotion.recordRead("newcomer", "resident");
-  assertEquals(promotion.recordRead("newcomer", "resident"), true);
-});
-
-Deno.test("promotion: the threshold falls while memory is under-used and rises when it evicts hotter entries", () => {
-  const clock = { t: 0, now: () => clock.t };
-  const promotion = new HotPromotion({ threshold: 12, clock, adjustEveryMs: 30_000 });
-  promotion.adjust(0.1);
-  assertEquals(promotion.threshold, 12, "no change before the first interval");
-  for (const expected of [6, 3, 1, 1]) {
-    clock.t += 30_000;
-    promotion.adjust(0.1);
-    assertEquals(promotion.threshold, expected);
-  }
-  // Memory is full, and what it pushes out was read more than what it lets in: be pickier.
-  for (let i = 0; i < 10; i++) promotion.recordRead("hot");
-  promotion.recordRead("cold");
-  promotion.recordEviction("hot");
-  clock.t += 30_000;
-  promotion.adjust(0.99);
-  assertEquals(promotion.threshold, 2);
-  clock.t += 30_000;
-  promotion.adjust(0.5);
-  assertEquals(promotion.threshold, 2, "in between: kept");
 });
 
 Deno.test("key: canonical (key order does not matter), ignores user and request_fingerprint, separates tenants", () => {

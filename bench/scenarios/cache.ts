@@ -1,12 +1,9 @@
 /**
- * Cache (issue 5): hit throughput against a bare Deno.serve answering the same bytes, disk-tier hit latency,
- * memory-tier hit ratio of adaptive promotion vs LRU-on-every-read vs a fixed threshold on a seeded Zipf(0.99)
- * trace, and a large store: fill time, file size, start-up time and RSS after opening.
+ * Cache (issue 5): hit throughput against a bare Deno.serve answering the same bytes, disk-tier hit latency, and
+ * a large store: fill time, file size, start-up time and RSS after opening. The memory tier's admission policy
+ * is simulated in admission.ts.
  */
 import { DiskTier } from "../../src/cache/disk.ts";
-import type { CachedAnswer } from "../../src/cache/entry.ts";
-import { MemoryTier } from "../../src/cache/memory.ts";
-import { HotPromotion } from "../../src/cache/promotion.ts";
 import { median, runLoad } from "../lib/load.ts";
 import { denoArgs, freePort, spawn } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
@@ -19,7 +16,7 @@ const DISK_BODIES = Array.from(
 );
 
 export async function cache(context: BenchContext & { fillEntries: number }): Promise<Row[]> {
-  return [...await hits(context), ...zipf(), ...await largeStore(context.fillEntries)];
+  return [...await hits(context), ...await largeStore(context.fillEntries)];
 }
 
 async function hits(context: BenchContext): Promise<Row[]> {
@@ -132,112 +129,6 @@ async function hits(context: BenchContext): Promise<Row[]> {
   }
 }
 
-/** Memory-tier hit ratio of three promotion policies on the same seeded Zipf(0.99) trace. */
-function zipf(): Row[] {
-  const keys = 100_000;
-  const requests = 200_000;
-  const perSecond = 1000; // the trace's pace, for the per-minute rates
-  const trace = zipfTrace(keys, requests, 0.99, 7);
-  const ratio = (policy: "lru" | "fixed" | "adaptive") => {
-    const clock = { t: 0, now: () => clock.t };
-    const promotion = new HotPromotion({
-      threshold: 12,
-      clock,
-      adaptive: policy === "adaptive",
-      adjustEveryMs: 10_000,
-    });
-    const memory = new MemoryTier({
-      maxEntries: 8192,
-      maxBytes: 1 << 30,
-      onEvict: (key) => promotion.recordEviction(key),
-    });
-    const seen = new Set<number>();
-    let memoryHits = 0;
-    for (let i = 0; i < trace.length; i++) {
-      clock.t = (i * 1000) / perSecond;
-      const key = String(trace[i]);
-      if (memory.get(key, 0)) {
-        memoryHits++;
-        promotion.recordMemoryRead(key);
-        continue;
-      }
-      if (!seen.has(trace[i])) {
-        seen.add(trace[i]); // a miss: the answer goes to the disk tier (every policy reaches memory by reads)
-        continue;
-      }
-      // A disk hit.
-      const fill = memory.size / memory.maxEntries;
-      if (policy === "lru" || promotion.recordRead(key, memory.full ? memory.coldest() : undefined, fill)) {
-        memory.set(key, ENTRY);
-      }
-      promotion.adjust(fill);
-    }
-    return { ratio: (100 * memoryHits) / requests, threshold: promotion.threshold };
-  };
-  const lru = ratio("lru");
-  const fixed = ratio("fixed");
-  const adaptive = ratio("adaptive");
-  return [
-    { scenario: "cache zipf", metric: "memory hit ratio, LRU on every read", value: lru.ratio, unit: "%" },
-    { scenario: "cache zipf", metric: "memory hit ratio, fixed threshold 12", value: fixed.ratio, unit: "%" },
-    {
-      scenario: "cache zipf",
-      metric: "memory hit ratio, adaptive",
-      value: adaptive.ratio,
-      unit: "%",
-      detail: `threshold settled at ${adaptive.threshold}; 200k requests, 100k keys, memory 8192`,
-    },
-    {
-      scenario: "cache zipf",
-      metric: "adaptive - LRU",
-      value: adaptive.ratio - lru.ratio,
-      unit: "points",
-      target: { op: ">=", value: 5 },
-    },
-  ];
-}
-
-const ENTRY: CachedAnswer = {
-  status: 200,
-  headers: [],
-  body: new Uint8Array(100),
-  storedAt: 0,
-  expiresAt: Infinity,
-  tokens: 0,
-};
-
-/** A small, well-mixed seeded generator of uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A seeded Zipf(s) trace over `keys` keys (inverse-CDF sampling). */
-function zipfTrace(keys: number, length: number, s: number, seed: number): Int32Array {
-  const cdf = new Float64Array(keys);
-  let sum = 0;
-  for (let k = 0; k < keys; k++) cdf[k] = sum += 1 / Math.pow(k + 1, s);
-  const uniform = mulberry32(seed);
-  const random = () => uniform() * sum;
-  const trace = new Int32Array(length);
-  for (let i = 0; i < length; i++) {
-    const target = random();
-    let low = 0;
-    let high = keys - 1;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      if (cdf[mid] < target) low = mid + 1;
-      else high = mid;
-    }
-    trace[i] = low;
-  }
-  return trace;
-}
-
 /** Fills a store through the disk tier, then opens it in a fresh bridge: start-up time and RSS. */
 async function largeStore(entries: number): Promise<Row[]> {
   const dir = await Deno.makeTempDir({ prefix: "bench-fill-" });
@@ -328,5 +219,3 @@ export async function startup(cacheDir: string): Promise<{ startupMs: number; rs
     await child.status;
   }
 }
-
-if (import.meta.main) console.table(zipf()); // `deno run bench/scenarios/cache.ts`: the simulation alone

@@ -10,14 +10,13 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { ProxyRequest } from "../core/request.ts";
 import type { Answer, CacheOutcome } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
-import { monotonicClock, settledWithin, wallClock } from "../core/time.ts";
+import { settledWithin, wallClock } from "../core/time.ts";
 import { DiskTier, type PurgeFilter } from "./disk.ts";
 import { openPrivateKv } from "./private_kv.ts";
 import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, type FlightHead, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
-import { HotPromotion } from "./promotion.ts";
 import { TieredCache } from "./tiered.ts";
 import { RedisAnswers } from "./redis_answers.ts";
 import { FleetFlights, type FlightLeases, type Lease, localLeases } from "./fleet_flight.ts";
@@ -74,14 +73,11 @@ export class CacheService {
     const kv = await openPrivateKv(settings.dir, "cache.kv", log);
     // While this file names a live process, `deno task cache:purge` and `cache:compact` keep their hands off.
     await Deno.writeTextFile(join(settings.dir, "bridge.pid"), String(Deno.pid), { mode: 0o600 });
-    const promotion = new HotPromotion({ threshold: settings.hotThreshold, clock: monotonicClock });
     const memory = new MemoryTier({
       maxEntries: settings.memoryEntries,
       maxBytes: settings.memoryBytes,
-      onEvict: (key) => {
-        promotion.recordEviction(key);
-        metrics.cacheEvictions.inc({ tier: "memory" });
-      },
+      hotThreshold: settings.hotThreshold,
+      onEvict: () => metrics.cacheEvictions.inc({ tier: "memory" }),
     });
     const disk = await DiskTier.open(kv, {
       maxEntries: settings.maxEntries,
@@ -95,7 +91,7 @@ export class CacheService {
       });
     }
     const shared = redis ? new RedisAnswers(redis) : undefined;
-    const tiers = new TieredCache(memory, disk, promotion, settings.ttlMs, metrics, log, wallClock, shared);
+    const tiers = new TieredCache(memory, disk, settings.ttlMs, metrics, log, wallClock, shared);
     // Entries that expired while the bridge was down leave the count now, not at the first sweep.
     tiers.sweep();
     const leases = redis ? new FleetFlights(redis, MAX_STORED_BYTES) : localLeases;
@@ -221,7 +217,7 @@ export class CacheService {
     return { ...local, redis };
   }
 
-  /** What /admin/cache/stats shows: entries, bytes, hit ratios per tier, the promotion threshold. */
+  /** What /admin/cache/stats shows: entries, bytes, hit ratios per tier, the memory tier's admission. */
   stats(): Record<string, unknown> {
     const count = (outcome: CacheOutcome) => this.outcomes.get(outcome) ?? 0;
     const hits = count("HIT-MEMORY") + count("HIT-REDIS") + count("HIT-DISK");
@@ -241,7 +237,8 @@ export class CacheService {
         total: ratio(hits),
       },
       requests: Object.fromEntries(this.outcomes),
-      promotionThreshold: this.tiers.promotion.threshold,
+      promotionThreshold: this.tiers.memory.hotThreshold,
+      admission: { ...this.tiers.memory.segments, sketchBytes: this.tiers.memory.sketch.bytes },
     };
   }
 

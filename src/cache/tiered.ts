@@ -1,7 +1,7 @@
 /**
- * The tiers together: a lookup tries memory, then the shared Redis tier if there is one, then disk (counting
- * the read for hot promotion); a store goes to Redis and disk, and reaches memory only by being read often
- * enough. A failing tier is skipped (a disk failure is logged; Redis logs its own state changes): the cache
+ * The tiers together: a lookup tries memory, then the shared Redis tier if there is one, then disk (an answer
+ * found below memory is offered to it: the memory tier's admission policy decides what it keeps); a store goes to
+ * Redis and disk, and reaches memory only by being read. A failing tier is skipped (a disk failure is logged; Redis logs its own state changes): the cache
  * never turns a request that could be answered into an error.
  */
 import { type Clock, wallClock } from "../core/time.ts";
@@ -10,7 +10,6 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { DiskTier, PurgeFilter } from "./disk.ts";
 import type { CachedAnswer } from "./entry.ts";
 import type { MemoryTier } from "./memory.ts";
-import type { HotPromotion } from "./promotion.ts";
 import type { AnswerStore } from "./redis_answers.ts";
 
 export interface CacheHit {
@@ -22,7 +21,6 @@ export class TieredCache {
   constructor(
     readonly memory: MemoryTier,
     readonly disk: DiskTier,
-    readonly promotion: HotPromotion,
     readonly ttlMs: number,
     private readonly metrics: BridgeMetrics,
     private readonly log: Logger,
@@ -34,10 +32,7 @@ export class TieredCache {
   async lookup(key: string): Promise<CacheHit | undefined> {
     const now = this.clock.now();
     const cached = this.memory.get(key, now);
-    if (cached) {
-      this.promotion.recordMemoryRead(key);
-      return { answer: cached, outcome: "HIT-MEMORY" };
-    }
+    if (cached) return { answer: cached, outcome: "HIT-MEMORY" };
     let answer = await this.shared?.get(key).catch(() => undefined);
     const outcome = answer ? "HIT-REDIS" : "HIT-DISK";
     try {
@@ -47,12 +42,7 @@ export class TieredCache {
       return undefined;
     }
     if (!answer) return undefined;
-    const fill = this.memory.size / this.memory.maxEntries;
-    if (this.promotion.recordRead(key, this.memory.full ? this.memory.coldest() : undefined, fill)) {
-      this.memory.set(key, answer);
-      this.metrics.cachePromotions.inc();
-    }
-    this.promotion.adjust(fill);
+    if (this.memory.admit(key, answer)) this.metrics.cachePromotions.inc();
     return { answer, outcome };
   }
 
@@ -60,7 +50,7 @@ export class TieredCache {
     try {
       await Promise.all([this.shared?.set(key, answer).catch(() => {}), this.disk.set(key, answer)]);
       // A stored answer replaces an older one the memory tier may hold.
-      if (this.memory.has(key)) this.memory.set(key, answer);
+      this.memory.replace(key, answer);
     } catch (error) {
       this.log.warn("cache write failed; the answer was served but not stored", { error: String(error) });
     }

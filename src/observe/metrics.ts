@@ -9,9 +9,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 export interface CacheView {
   readonly path: string;
   readonly tiers: {
-    readonly memory: { readonly size: number; readonly bytes: number };
+    readonly memory: { readonly size: number; readonly bytes: number; readonly hotThreshold: number };
     readonly disk: { readonly count: number };
-    readonly promotion: { readonly threshold: number };
   };
 }
 
@@ -305,7 +304,8 @@ export class BridgeMetrics {
   });
   readonly #hotThreshold = new Gauge({
     name: "bridge_cache_hot_threshold",
-    help: "Reads per minute that currently promote a disk-tier entry to memory (adapts).",
+    help:
+      "Recent reads that admit an answer to the memory tier whatever it would push out (--cache-hot-threshold).",
     registers: [this.registry],
   });
 
@@ -319,7 +319,7 @@ export class BridgeMetrics {
       entries.set({ tier: "disk" }, cache.tiers.disk.count);
       bytes.set({ tier: "memory" }, cache.tiers.memory.bytes);
       bytes.set({ tier: "disk" }, fileSize(cache.path) + fileSize(`${cache.path}-wal`));
-      threshold.set(cache.tiers.promotion.threshold);
+      threshold.set(cache.tiers.memory.hotThreshold);
     };
   }
 
