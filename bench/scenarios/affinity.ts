@@ -71,28 +71,24 @@ export async function affinity(_context: BenchContext): Promise<Row[]> {
     const withAffinity = third(keptTurns);
     const without = third(movedTurns);
     const ms = (list: Timings[]) => median(list.map((timings) => timings.prompt_ms));
-    const tokens = (list: Timings[]) => median(list.map((timings) => timings.prompt_n));
+    /** A turn-3 row: the median prompt evaluation time, and how many tokens were evaluated and reused. */
+    const turnRow = (metric: string, list: Timings[], more: string): Row => ({
+      scenario: SCENARIO,
+      metric,
+      value: ms(list),
+      unit: "ms",
+      detail: `${median(list.map((t) => t.prompt_n))} tokens evaluated, ${
+        median(list.map((t) => t.cache_n))
+      } reused; ${more}`,
+    });
     const firstTurn = median(keptTurns.map((conversation) => conversation[0].timings.prompt_ms));
     return [
-      {
-        scenario: SCENARIO,
-        metric: "turn 3 prompt eval, affinity (same member)",
-        value: ms(withAffinity),
-        unit: "ms",
-        detail: `${tokens(withAffinity)} tokens evaluated, ${
-          median(withAffinity.map((t) => t.cache_n))
-        } reused; turn 3 on turn 2's member ${stayed}/${CONVERSATIONS}`,
-      },
-      {
-        scenario: SCENARIO,
-        metric: "turn 3 prompt eval, other member",
-        value: ms(without),
-        unit: "ms",
-        detail: `${tokens(without)} tokens evaluated, ${
-          median(without.map((t) => t.cache_n))
-        } reused (system ` +
-          `prompt); turn 1: ${firstTurn.toFixed(0)} ms`,
-      },
+      turnRow(
+        "turn 3 prompt eval, affinity (same member)",
+        withAffinity,
+        `turn 3 on turn 2's member ${stayed}/${CONVERSATIONS}`,
+      ),
+      turnRow("turn 3 prompt eval, other member", without, `turn 1 took ${firstTurn.toFixed(0)} ms`),
       {
         scenario: SCENARIO,
         metric: "turn 3 prompt eval saved by affinity",
