@@ -120,6 +120,49 @@ Deno.test("no failover after a 500, or after a timeout of a request that was wri
   assertEquals(a.calls + b.calls, 2, "a written request that timed out is not sent to another member");
 });
 
+Deno.test("the last member in service is never taken out; a 500 is the request's problem, not the member's", async () => {
+  await using f = await fleet(2, ["--health-interval", "0", "--retry-attempts", "0"]);
+  const [a, b] = f.members;
+  a.always({ status: 500 });
+  b.always({ status: 500 });
+  for (let i = 0; i < 8; i++) {
+    const response = await f.t.post("/v1/chat/completions", chat(`five hundred ${i}`));
+    assertEquals(response.status, 500);
+    await response.body?.cancel();
+  }
+  const view = async () => await (await fetch(`${f.t.url}/upstreams`)).json();
+  assert((await view()).every((state: { healthy: boolean }) => state.healthy), "500s leave members healthy");
+  a.always({ status: 503 });
+  b.always({ status: 503 });
+  for (let i = 0; i < 8; i++) {
+    const response = await f.t.post("/v1/chat/completions", chat(`unavailable ${i}`));
+    assertEquals(response.status, 503);
+    await response.body?.cancel();
+  }
+  const states = await view();
+  assertEquals(states.filter((state: { healthy: boolean }) => state.healthy).length, 0);
+  assertEquals(
+    states.filter((state: { cooldownUntil: number | null }) => state.cooldownUntil === null).length,
+    1,
+    `one member stays in service: ${JSON.stringify(states)}`,
+  );
+  assertEquals((await fetch(`${f.t.url}/ready`)).status, 503);
+  const metrics = await (await fetch(`${f.t.url}/metrics`)).text();
+  for (const name of ["requests_total", "errors_total", "inflight", "up", "affinity_hits_total"]) {
+    assertMatch(metrics, new RegExp(`bridge_upstream_member_${name}\\{[^}]*member="${a.url}"`));
+  }
+  assertMatch(metrics, new RegExp(`bridge_upstream_member_up\\{[^}]*member="${b.url}"[^}]*\\} 0`));
+});
+
+Deno.test("with several members, each is probed each --health-interval (GET /api/tags)", async () => {
+  await using f = await fleet(2, ["--health-interval", "200"]);
+  await waitFor(
+    () => f.members.every((member) => member.received.filter((r) => r.path === "/api/tags").length >= 2),
+    { message: "two probes at each member" },
+  );
+  assertEquals(f.members[0].received.every((r) => r.method === "GET"), true);
+});
+
 Deno.test("a stream broken mid-way ends with an error event, never a silent switch to another member", async () => {
   await using f = await fleet(2);
   const [a, b] = f.members;

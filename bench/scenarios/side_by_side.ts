@@ -26,6 +26,7 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
     const base = ["--listen", "127.0.0.1:{port}", "--ollama", `http://127.0.0.1:${upstream}`];
     const hit = await start("main.ts", ...base, "--enable-cache", "--cache-dir", dir);
     const passthrough = await start("main.ts", ...base);
+    const proxy = await start("bench/lib/minimal_proxy.ts", "{port}", `http://127.0.0.1:${upstream}`);
     const load = (port: number, connections: number) =>
       runLoad({
         url: `http://127.0.0.1:${port}/v1/chat/completions`,
@@ -35,26 +36,13 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
         seconds: context.seconds,
         core: 1,
       });
-    for (const port of [floor, hit, upstream, passthrough]) await load(port, 32); // warm up; the hit is stored
-    const runs = {
-      floor: [] as number[],
-      hit: [] as number[],
-      direct: [] as number[],
-      passthrough: [] as number[],
-    };
-    const p50 = {
-      floor: [] as number[],
-      hit: [] as number[],
-      direct: [] as number[],
-      passthrough: [] as number[],
-    };
-    const p99 = {
-      floor: [] as number[],
-      hit: [] as number[],
-      direct: [] as number[],
-      passthrough: [] as number[],
-    };
-    const ports = { floor, hit, direct: upstream, passthrough };
+    const ports = { floor, hit, direct: upstream, passthrough, proxy };
+    for (const port of Object.values(ports)) await load(port, 32); // warm up; the hit is stored
+    type Series = Record<keyof typeof ports, number[]>;
+    const series = (): Series => ({ floor: [], hit: [], direct: [], passthrough: [], proxy: [] });
+    const runs = series();
+    const p50 = series();
+    const p99 = series();
     for (let round = 0; round < context.rounds; round++) {
       for (const [name, port] of Object.entries(ports) as [keyof typeof ports, number][]) {
         const result = await load(port, 32);
@@ -86,6 +74,14 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
         detail: `rounds: ${ratio("hit", "floor")}`,
       },
       row("direct", "fake upstream direct"),
+      row("proxy", "minimal Deno proxy (pooled client, log line)"),
+      {
+        scenario: "side by side",
+        metric: "minimal proxy / direct",
+        value: median(runs.proxy) / median(runs.direct),
+        unit: "x",
+        detail: `rounds: ${ratio("proxy", "direct")}: the most any passthrough on this runtime can reach`,
+      },
       row("passthrough", "bridge, passthrough"),
       {
         scenario: "side by side",

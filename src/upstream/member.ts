@@ -124,14 +124,17 @@ export class Member {
   }
 }
 
-/** The member's metric series, looked up once (a request increments them by reference). */
+/** The member's metric series, looked up once (a request increments them by reference), each shown from 0. */
 function memberCounters(metrics: BridgeMetrics, pool: string, member: string) {
   const labels = { pool, member };
-  return {
+  const series = {
     requests: metrics.memberRequests.labels(labels),
     errors: metrics.memberErrors.labels(labels),
     inflight: metrics.memberInflight.labels(labels),
     up: metrics.memberUp.labels(labels),
     affinityHits: metrics.memberAffinityHits.labels(labels),
   };
+  for (const counter of [series.requests, series.errors, series.affinityHits]) counter.inc(0);
+  series.inflight.set(0);
+  return series;
 }

@@ -36,7 +36,8 @@ export class Upstreams {
   readonly #options: UpstreamsOptions;
   readonly #now: () => number;
   readonly #probing = new Set<Member>();
-  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Each member out of service has one probe waiting for the end of its cooldown. */
+  readonly #timers = new Map<Member, ReturnType<typeof setTimeout>>();
   #interval: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
@@ -96,17 +97,18 @@ export class Upstreams {
   close(): void {
     this.#closed = true;
     clearInterval(this.#interval);
-    for (const timer of this.#timers) clearTimeout(timer);
+    for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
   }
 
   #probeAfterCooldown(pool: UpstreamPool, member: Member): void {
+    clearTimeout(this.#timers.get(member));
     const timer = setTimeout(() => {
-      this.#timers.delete(timer);
+      this.#timers.delete(member);
       void this.#probe(pool, member);
     }, Math.max(0, member.cooldownUntil - this.#now()));
     Deno.unrefTimer(timer);
-    this.#timers.add(timer);
+    this.#timers.set(member, timer);
   }
 
   async #probe(pool: UpstreamPool, member: Member): Promise<void> {
@@ -125,6 +127,10 @@ export class Upstreams {
         this.#options.log.warn("upstream taken out: its probe failed", fields);
       }
       if (!member.inService) this.#probeAfterCooldown(pool, member);
+      else {
+        clearTimeout(this.#timers.get(member));
+        this.#timers.delete(member);
+      }
     } finally {
       this.#probing.delete(member);
     }
