@@ -34,6 +34,26 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   return hasWrk ? runWrk(options) : runDenoLoad(options);
 }
 
+/**
+ * The scenarios' usual load: POSTs to the chat endpoint of the server on `port`, of `body` (or of each of several
+ * bodies in turn), from core 1 (the servers are on core 0).
+ */
+export function chatLoad(
+  port: number,
+  connections: number,
+  seconds: number,
+  body: string | string[],
+): Promise<LoadResult> {
+  return runLoad({
+    url: `http://127.0.0.1:${port}/v1/chat/completions`,
+    method: "POST",
+    ...(typeof body === "string" ? { body } : { bodies: body }),
+    connections,
+    seconds,
+    core: 1,
+  });
+}
+
 async function runWrk(options: LoadOptions): Promise<LoadResult> {
   const script = await Deno.makeTempFile({ suffix: ".lua" });
   await Deno.writeTextFile(

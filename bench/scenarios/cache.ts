@@ -4,7 +4,7 @@
  * is simulated in admission.ts.
  */
 import { DiskTier } from "../../src/cache/disk.ts";
-import { median, runLoad } from "../lib/load.ts";
+import { chatLoad, median } from "../lib/load.ts";
 import { denoArgs, freePort, spawn } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
@@ -67,15 +67,7 @@ async function hits(context: BenchContext): Promise<Row[]> {
         .text();
     }
     await new Promise((resolve) => setTimeout(resolve, 300)); // stored
-    const load = (port: number, connections: number) =>
-      runLoad({
-        url: `http://127.0.0.1:${port}/v1/chat/completions`,
-        method: "POST",
-        body: CHAT,
-        connections,
-        seconds: context.seconds,
-        core: 1,
-      });
+    const load = (port: number, connections: number) => chatLoad(port, connections, context.seconds, CHAT);
     await load(bridgePort, 50); // warm up, and promote the key to memory
     await load(barePort, 50);
     const rates = { bare: [] as number[], bridge: [] as number[] };
@@ -85,16 +77,7 @@ async function hits(context: BenchContext): Promise<Row[]> {
       rates.bare.push((await load(barePort, 50)).requestsPerSecond);
       rates.bridge.push((await load(bridgePort, 50)).requestsPerSecond);
       bareP50.push((await load(barePort, 1)).p50Ms);
-      diskP50.push(
-        (await runLoad({
-          url: `http://127.0.0.1:${diskPort}/v1/chat/completions`,
-          method: "POST",
-          bodies: DISK_BODIES,
-          connections: 1,
-          seconds: context.seconds,
-          core: 1,
-        })).p50Ms,
-      );
+      diskP50.push((await chatLoad(diskPort, 1, context.seconds, DISK_BODIES)).p50Ms);
     }
     const metrics = await (await fetch(`http://127.0.0.1:${diskPort}/metrics`)).text();
     const diskHits = Number(/bridge_cache_requests_total\{result="HIT-DISK"\} (\d+)/.exec(metrics)?.[1] ?? 0);

@@ -4,7 +4,7 @@
  * plugins: a bounded one (runs in the bridge's process) and one that calls a function of its own (so it is not
  * provably bounded and runs in a sandboxed Lua process: the cost of a round trip to it).
  */
-import { median, runLoad } from "../lib/load.ts";
+import { chatLoad, median } from "../lib/load.ts";
 import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
@@ -48,15 +48,7 @@ export async function lua(context: BenchContext): Promise<Row[]> {
 }
 
 async function measure(context: BenchContext, kind: string, plain: number, plugin: number): Promise<Row[]> {
-  const p50 = (port: number) =>
-    runLoad({
-      url: `http://127.0.0.1:${port}/v1/chat/completions`,
-      method: "POST",
-      body: CHAT,
-      connections: 1,
-      seconds: context.seconds,
-      core: 1,
-    }).then((result) => result.p50Ms);
+  const p50 = (port: number) => chatLoad(port, 1, context.seconds, CHAT).then((result) => result.p50Ms);
   await p50(plain);
   await p50(plugin);
   const samples = { plain: [] as number[], plugin: [] as number[] };

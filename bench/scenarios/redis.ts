@@ -5,7 +5,7 @@
  * A real redis-server on a loopback port; skipped with a note when it is not installed.
  */
 import { redisServerPath, startRedis } from "../../tests/redis_server.ts";
-import { median, runLoad } from "../lib/load.ts";
+import { chatLoad, median } from "../lib/load.ts";
 import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
@@ -56,15 +56,7 @@ export async function redis(context: BenchContext): Promise<Row[]> {
       await post(writer, body); // stored in Redis: the reader's hits come from there
     }
     await new Promise((resolve) => setTimeout(resolve, 500)); // stored
-    const load = (port: number, connections: number) =>
-      runLoad({
-        url: `http://127.0.0.1:${port}/v1/chat/completions`,
-        method: "POST",
-        bodies: BODIES,
-        connections,
-        seconds: context.seconds,
-        core: 1,
-      });
+    const load = (port: number, connections: number) => chatLoad(port, connections, context.seconds, BODIES);
     const rates = { local: [] as number[], redis: [] as number[] };
     const p50 = { local: [] as number[], redis: [] as number[] };
     for (let round = 0; round < context.rounds; round++) {

@@ -4,7 +4,7 @@
  * the bridge passing the request through (no cache). Servers on core 0, the load on core 1, 32 connections; the
  * same ~2 KiB chat answer everywhere. Ratios: hit ÷ floor, passthrough ÷ direct.
  */
-import { median, runLoad } from "../lib/load.ts";
+import { chatLoad, median } from "../lib/load.ts";
 import { Servers } from "../lib/procs.ts";
 import type { Row } from "../lib/report.ts";
 import type { BenchContext } from "./passthrough.ts";
@@ -27,15 +27,7 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
     const hit = await start("main.ts", ...base, "--enable-cache", "--cache-dir", dir);
     const passthrough = await start("main.ts", ...base);
     const proxy = await start("bench/lib/minimal_proxy.ts", "{port}", `http://127.0.0.1:${upstream}`);
-    const load = (port: number, connections: number) =>
-      runLoad({
-        url: `http://127.0.0.1:${port}/v1/chat/completions`,
-        method: "POST",
-        body: CHAT,
-        connections,
-        seconds: context.seconds,
-        core: 1,
-      });
+    const load = (port: number, connections: number) => chatLoad(port, connections, context.seconds, CHAT);
     const ports = { floor, hit, direct: upstream, passthrough, proxy };
     for (const port of Object.values(ports)) await load(port, 32); // warm up; the hit is stored
     type Series = Record<keyof typeof ports, number[]>;
@@ -60,38 +52,31 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
         median(p99[name]).toFixed(2)
       } ms`,
     });
-    const ratio = (a: keyof typeof ports, b: keyof typeof ports) =>
-      runs[a].map((value, i) => (value / runs[b][i]).toFixed(2)).join(" ");
+    /** `a` ÷ `b` in req/s: the medians' ratio, and each round's. */
+    const ratioRow = (metric: string, a: keyof typeof ports, b: keyof typeof ports, more: string): Row => ({
+      scenario: "side by side",
+      metric,
+      value: median(runs[a]) / median(runs[b]),
+      unit: "x",
+      detail: `rounds: ${runs[a].map((value, i) => (value / runs[b][i]).toFixed(2)).join(" ")}${more}`,
+    });
+    const addedP50 = (median(p50.passthrough) - median(p50.direct)) * 1000;
     return [
       row("floor", "floor cache server (key, Map, log line)"),
       row("hit", "bridge, memory-tier hit"),
-      {
-        scenario: "side by side",
-        metric: "hit / floor",
-        value: median(runs.hit) / median(runs.floor),
-        unit: "x",
-        target: { op: ">=", value: 0.8 },
-        detail: `rounds: ${ratio("hit", "floor")}`,
-      },
+      { ...ratioRow("hit / floor", "hit", "floor", ""), target: { op: ">=", value: 0.8 } },
       row("direct", "fake upstream direct"),
       row("proxy", "minimal Deno proxy (pooled client, log line)"),
-      {
-        scenario: "side by side",
-        metric: "minimal proxy / direct",
-        value: median(runs.proxy) / median(runs.direct),
-        unit: "x",
-        detail: `rounds: ${ratio("proxy", "direct")}: the most any passthrough on this runtime can reach`,
-      },
+      ratioRow("minimal proxy / direct", "proxy", "direct", "; a proxy that only forwards"),
       row("passthrough", "bridge, passthrough"),
       {
-        scenario: "side by side",
-        metric: "passthrough / direct",
-        value: median(runs.passthrough) / median(runs.direct),
-        unit: "x",
+        ...ratioRow(
+          "passthrough / direct",
+          "passthrough",
+          "direct",
+          `; added p50 ${addedP50.toFixed(0)} µs (target ≤ 300)`,
+        ),
         target: { op: ">=", value: 0.5 },
-        detail: `rounds: ${ratio("passthrough", "direct")}; added p50 ${
-          ((median(p50.passthrough) - median(p50.direct)) * 1000).toFixed(0)
-        } µs (target ≤ 300)`,
       },
     ];
   } finally {

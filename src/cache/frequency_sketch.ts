@@ -38,16 +38,13 @@ export class FrequencySketch {
   /** The estimated reads of `key` since about the last halving (the doorkeeper's one included). */
   frequency(key: string): number {
     const hashes = this.#hash(key);
-    let count = MAX_COUNT;
-    for (let row = 0; row < 4; row++) count = Math.min(count, this.#counters[this.#slot(row, hashes[row])]);
-    return count + (this.#inDoorkeeper(hashes) ? 1 : 0);
+    return this.#least(hashes) + (this.#inDoorkeeper(hashes) ? 1 : 0);
   }
 
   /** Counts one read of `key`; returns the key's frequency before it. */
   increment(key: string): number {
     const hashes = this.#hash(key);
-    let least = MAX_COUNT;
-    for (let row = 0; row < 4; row++) least = Math.min(least, this.#counters[this.#slot(row, hashes[row])]);
+    const least = this.#least(hashes);
     const seen = this.#inDoorkeeper(hashes);
     if (!seen) {
       this.#doorkeeper[(hashes[0] & this.#doorkeeperMask) >>> 5] |= 1 << (hashes[0] & 31);
@@ -75,6 +72,13 @@ export class FrequencySketch {
     this.#counters.fill(0);
     this.#doorkeeper.fill(0);
     this.#reads = 0;
+  }
+
+  /** The smallest of the key's counters: its count-min estimate. */
+  #least(hashes: Uint32Array): number {
+    let least = MAX_COUNT;
+    for (let row = 0; row < 4; row++) least = Math.min(least, this.#counters[this.#slot(row, hashes[row])]);
+    return least;
   }
 
   #inDoorkeeper(hashes: Uint32Array): boolean {

@@ -152,7 +152,7 @@ export function createUpstreamClient(options: UpstreamOptions): UpstreamClient {
     const failover = () => {
       tried.add(member!);
       ended();
-      return pool.members.some((other) => other.inService && !tried.has(other));
+      return pool.hasUntried(tried);
     };
     const route = routeLabel(request.path);
 

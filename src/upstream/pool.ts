@@ -41,13 +41,22 @@ export class UpstreamPool {
    */
   pick(conversation: string | undefined, tried: ReadonlySet<Member>): Pick {
     const inService = this.members.filter((member) => member.inService);
-    const untried = inService.filter((member) => !tried.has(member));
+    const untried = this.#untried(tried);
     const choices = preferHealthy(untried.length ? untried : inService.length ? inService : this.members);
     const previous = conversation === undefined ? undefined : this.#conversations.get(conversation);
     if (previous && choices.includes(previous) && previous.inflight <= overloadBound(inService)) {
       return { member: previous, affinityHit: true };
     }
     return { member: leastOutstanding(choices), affinityHit: false };
+  }
+
+  /** Whether a member in service is left that the request has not tried (failover has somewhere to go). */
+  hasUntried(tried: ReadonlySet<Member>): boolean {
+    return this.#untried(tried).length > 0;
+  }
+
+  #untried(tried: ReadonlySet<Member>): Member[] {
+    return this.members.filter((member) => member.inService && !tried.has(member));
   }
 
   /** The member that answered a conversation's turn: its next turn goes there too. */
