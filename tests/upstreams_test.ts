@@ -258,7 +258,13 @@ Deno.test("GET /v1/models and /api/tags merge every pool's list, each model once
       tags.models.map((entry: { name: string }) => entry.name),
       ["small-1b:latest", "shared:latest", "big-70b:latest"],
     );
-    // A dead route is left out; the default pool's list still comes.
+    // A route answering with an error, twice (its unread answer must not hold the connection), is left out.
+    big.plan({ status: 500 }, { status: 500 });
+    for (let i = 0; i < 2; i++) {
+      const failing = await (await fetch(`${f.t.url}/v1/models`)).json();
+      assertEquals(failing.data.map((entry: { id: string }) => entry.id), ["small-1b", "shared"]);
+    }
+    // A dead route is left out too; the default pool's list still comes.
     await big.close();
     const without = await (await fetch(`${f.t.url}/v1/models`)).json();
     assertEquals(without.data.map((entry: { id: string }) => entry.id), ["small-1b", "shared"]);

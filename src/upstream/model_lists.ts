@@ -48,15 +48,14 @@ export async function mergedModelList(
       });
     }
     if (index === 0 && !listing && exchange) unlisted = exchange;
-    else exchange?.release();
+    else if (exchange) await discard(exchange);
   }
   if (!lists.length) {
     if (unlisted) return unlisted;
     const first = outcomes[0];
     throw first.status === "rejected" ? first.reason : new UpstreamUnreachable("no pool gave a model list");
   }
-  unlisted?.release();
-  await unlisted?.response.body?.cancel();
+  if (unlisted) await discard(unlisted);
   const seen = new Set<unknown>();
   const entries = lists.flatMap((listing) => listing[shape.entries] as unknown[]).filter((entry) => {
     const name = (entry as Listing | null)?.[shape.name] ?? JSON.stringify(entry);
@@ -65,6 +64,12 @@ export async function mergedModelList(
   const body = new TextEncoder().encode(JSON.stringify({ ...lists[0], [shape.entries]: entries }));
   const response = new Response(body, { headers: { "content-type": "application/json" } });
   return { response, complete: body, failure: (error) => asBridgeError(error), release: () => {} };
+}
+
+/** Ends an exchange whose answer is not passed on: its body (if still unread) is cancelled, its deadline ended. */
+async function discard(exchange: UpstreamExchange): Promise<void> {
+  if (!exchange.response.bodyUsed) await exchange.response.body?.cancel().catch(() => {});
+  exchange.release();
 }
 
 /** The exchange's body as a listing with an array of entries, or undefined (a failure, or not a list). */
