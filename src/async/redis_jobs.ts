@@ -25,6 +25,7 @@ import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import {
   asArgument,
+  BACKGROUND_DEADLINE_MS,
   type BytesClient,
   type Client,
   type RedisLink,
@@ -45,8 +46,6 @@ import { JobSeal } from "./job_seal.ts";
 /** A job whose replica stopped heart-beating this long is claimed by another. */
 export const CLAIM_IDLE_MS = 5000;
 const HEARTBEAT_MS = 1000;
-/** How long a job store command may take (a submission is not a cache lookup: it can wait). */
-const JOB_COMMAND_DEADLINE_MS = 1000;
 const BLOCK_MS = 1000;
 const GROUP = "workers";
 
@@ -314,11 +313,11 @@ export class RedisJobs implements JobStore {
   }
 
   /**
-   * A job store command: off the request's hot path, so it may wait up to JOB_COMMAND_DEADLINE_MS (a 202 a little
+   * A job store command: off the request's hot path, so it may wait up to BACKGROUND_DEADLINE_MS (a 202 a little
    * later beats a 503 because the first command of a fresh process compiled slowly).
    */
   #call<T>(command: (client: Client, bytes: BytesClient) => Promise<T>): Promise<T> {
-    return this.link.call("jobs", command, JOB_COMMAND_DEADLINE_MS);
+    return this.link.call("jobs", command, BACKGROUND_DEADLINE_MS);
   }
 
   #name(...parts: string[]): string {

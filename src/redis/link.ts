@@ -13,6 +13,11 @@ import type { BridgeMetrics } from "../observe/metrics.ts";
 
 /** A command slower than this counts as Redis being down: the request goes on without it. */
 export const COMMAND_DEADLINE_MS = 50;
+/**
+ * The deadline of commands off the request's hot path (async jobs, key verdicts): nobody waits on them per
+ * request, and a fresh process's first command (cold code) can take longer than COMMAND_DEADLINE_MS.
+ */
+export const BACKGROUND_DEADLINE_MS = 1000;
 const HEALTH_EVERY_MS = 1000;
 const CONNECT_WAIT_MS = 1000;
 /**

@@ -5,7 +5,7 @@
  * ignored) and published for the replicas running now. Keys are named by their SHA-256, never in clear. When
  * Redis is down each replica judges its keys alone.
  */
-import type { RedisLink } from "../redis/link.ts";
+import { BACKGROUND_DEADLINE_MS, type RedisLink } from "../redis/link.ts";
 import type { KeyPool } from "./keys.ts";
 
 /** How long a key taken out stays out for replicas that start later (a reload of the key file clears it here). */
@@ -25,7 +25,7 @@ export function shareKeyCooldowns(link: RedisLink, pool: KeyPool): void {
         c.pExpire(channel, REMOVED_KEPT_MS),
         c.publish(channel, message),
       ]);
-    }).catch(() => {});
+    }, BACKGROUND_DEADLINE_MS).catch(() => {});
   };
   const apply = (message: string) => {
     const [identity, verdict, until] = message.split(" ");
@@ -35,7 +35,7 @@ export function shareKeyCooldowns(link: RedisLink, pool: KeyPool): void {
   };
   // Verdicts made while this replica was not listening: before it started or subscribed, or while Redis was away.
   const catchUp = () => {
-    link.call("keys", (c) => c.hGetAll(channel))
+    link.call("keys", (c) => c.hGetAll(channel), BACKGROUND_DEADLINE_MS)
       .then((verdicts) => Object.values(verdicts).forEach(apply), () => {});
   };
   link.listen(channel, apply, catchUp);
