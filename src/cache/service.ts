@@ -8,7 +8,7 @@ import { asBridgeError } from "../core/errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import type { Answer, CacheOutcome } from "../core/answer.ts";
+import { type Answer, type CacheOutcome, type HeaderPairs, headerPairs, setHeader } from "../core/answer.ts";
 import type { UpstreamExchange } from "../upstream/client.ts";
 import { settledWithin, wallClock } from "../core/time.ts";
 import { DiskTier, type PurgeFilter } from "./disk.ts";
@@ -268,8 +268,8 @@ export class CacheService {
 
 /** A flight's answer (this replica's or another's) as the client gets it, `X-Cache` saying how it came. */
 function flightAnswer(head: FlightHead, body: ReadableStream<Uint8Array>, outcome: CacheOutcome): Answer {
-  const headers = new Headers(head.headers);
-  headers.set("x-cache", outcome);
+  const headers = headerPairs(head.headers);
+  setHeader(headers, "x-cache", outcome);
   return {
     status: head.status,
     headers,
@@ -289,11 +289,14 @@ function flightAnswer(head: FlightHead, body: ReadableStream<Uint8Array>, outcom
  * (a cache hit), `X-Cache` and `Age` say where it came from.
  */
 export function replay(answer: CachedAnswer, outcome?: CacheOutcome): Answer {
-  const headers = new Headers(answer.headers as [string, string][]);
-  if (outcome) {
-    headers.set("x-cache", outcome);
-    headers.set("age", String(Math.max(0, Math.floor((Date.now() - answer.storedAt) / 1000))));
-  }
+  // Stored headers never hold x-cache or age (entry.ts keeps only those describing the answer).
+  const headers: HeaderPairs = outcome
+    ? [
+      ...answer.headers,
+      ["x-cache", outcome],
+      ["age", String(Math.max(0, Math.floor((Date.now() - answer.storedAt) / 1000)))],
+    ]
+    : [...answer.headers];
   return {
     status: answer.status,
     headers,

@@ -10,10 +10,35 @@ export type StreamFormat = "sse" | "ndjson";
 /** How a cacheable request was answered: sent as `X-Cache`, logged and counted. */
 export type CacheOutcome = "HIT-MEMORY" | "HIT-REDIS" | "HIT-DISK" | "MISS" | "BYPASS" | "COALESCED";
 
+/**
+ * Response headers as name/value pairs (names in lower case). A Headers object costs more than the rest of a
+ * cache hit: it is built, iterated and checked again for each response (docs/performance.md).
+ */
+export type HeaderPairs = [string, string][];
+
+/** The pairs of `headers`. */
+export function headerPairs(headers: Headers): HeaderPairs {
+  const pairs: HeaderPairs = [];
+  headers.forEach((value, name) => pairs.push([name, value]));
+  return pairs;
+}
+
+/** Sets `name` (in lower case) to `value`, replacing the pairs already there. */
+export function setHeader(pairs: HeaderPairs, name: string, value: string): void {
+  for (let i = pairs.length - 1; i >= 0; i--) if (pairs[i][0] === name) pairs.splice(i, 1);
+  pairs.push([name, value]);
+}
+
+/** The value of `name` (in lower case), or null. */
+export function headerValue(pairs: HeaderPairs, name: string): string | null {
+  for (const [key, value] of pairs) if (key === name) return value;
+  return null;
+}
+
 export interface Answer {
   readonly status: number;
   /** The client's copy of the response headers; respond() may add to them. */
-  readonly headers: Headers;
+  readonly headers: HeaderPairs;
   readonly format?: StreamFormat;
   /** The whole body, or a stream of it still arriving. */
   readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;

@@ -105,6 +105,21 @@ export function jsonMode(request: Readonly<Json> | undefined): boolean {
   return format === "json" || (typeof format === "object" && format !== null);
 }
 
+/**
+ * Whether a body holds one of the think tags, searched as bytes without decoding: most answers have no tag at
+ * all, and are then sent without building a filter. A cached answer is replayed from the same bytes each time,
+ * so the verdict is kept beside them (weakly: it goes when they go), and a hit does not search again.
+ */
+export function mayHoldThinkTag(bytes: Uint8Array, settings: ThinkSettings): boolean {
+  const { patterns, verdicts } = tagScanOf(settings);
+  let verdict = verdicts.get(bytes);
+  if (verdict === undefined) {
+    verdict = patterns.some((pattern) => indexOfBytes(bytes, pattern) >= 0);
+    verdicts.set(bytes, verdict);
+  }
+  return verdict;
+}
+
 /** The think filter for an answer to this request, or undefined where it does not apply. */
 export function answerFilter(
   kind: EndpointKind | undefined,
@@ -114,9 +129,7 @@ export function answerFilter(
   const model = request?.model;
   const implicitOpen = typeof model === "string" && settings.implicitModels?.test(model) === true;
   const openingOnly = jsonMode(request);
-  const tagPatterns = tagPatternsOf(settings);
-  // Searched as bytes, without decoding: most answers have no tag at all.
-  const mayChange = (bytes: Uint8Array) => tagPatterns.some((pattern) => indexOfBytes(bytes, pattern) >= 0);
+  const mayChange = (bytes: Uint8Array) => mayHoldThinkTag(bytes, settings);
   if (kind === "openai-responses") {
     const responses = responsesFilter({ tags: settings.tags, implicitOpen, openingOnly });
     return {
@@ -231,16 +244,23 @@ export function answerFilter(
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const patterns = new WeakMap<ThinkSettings, Uint8Array[]>();
+const scans = new WeakMap<ThinkSettings, TagScan>();
 
-/**
- * Tag names as bytes, once per settings (answerFilter runs per request): every tag contains its name, whether
- * JSON escapes its `<` as \u003c or not.
- */
-function tagPatternsOf(settings: ThinkSettings): Uint8Array[] {
-  let found = patterns.get(settings);
-  if (!found) patterns.set(settings, found = settings.tags.map((tag) => encoder.encode(tag)));
-  return found;
+interface TagScan {
+  /** Tag names as bytes: every tag contains its name, whether JSON escapes its `<` as \u003c or not. */
+  readonly patterns: Uint8Array[];
+  /** What mayHoldThinkTag found in the bodies it searched. */
+  readonly verdicts: WeakMap<Uint8Array, boolean>;
+}
+
+/** What searching bodies for the tags of `settings` needs, made once per settings. */
+function tagScanOf(settings: ThinkSettings): TagScan {
+  let scan = scans.get(settings);
+  if (!scan) {
+    scan = { patterns: settings.tags.map((tag) => encoder.encode(tag)), verdicts: new WeakMap() };
+    scans.set(settings, scan);
+  }
+  return scan;
 }
 
 function asEvent(chunk: Json): SseEvent {

@@ -3,7 +3,6 @@
  * the request the script made) and may answer at once; the response hook runs on every answer going to a client,
  * cache hits included — for a streamed answer it sees the status and headers, with `body = nil`.
  */
-import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Logger } from "../observe/log.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { endpointKind } from "../core/endpoints.ts";
@@ -27,17 +26,11 @@ export class PluginHooks {
     private readonly metrics: BridgeMetrics,
   ) {}
 
-  /** The request hook as a middleware: continues with the changed request, or answers for the script. */
-  request(): MiddlewareHandler {
-    return (c, next) => this.#requestHook(c, next);
-  }
-
-  async #requestHook(c: Context, next: Next): Promise<Response | void> {
-    const request = c.get("proxyRequest");
+  /** Runs the request hook: the request to go on with (changed or not), or the script's own answer. */
+  async request(request: ProxyRequest): Promise<ProxyRequest | Response> {
     const [proceed, table] = await this.#call("request", "HandleServerRequest", requestTable(request), 2);
     if (proceed === false) return responseFrom(asTable(table));
-    if (table !== null) c.set("proxyRequest", changedRequest(request, asTable(table)));
-    await next();
+    return table === null ? request : changedRequest(request, asTable(table));
   }
 
   /** Runs the response hook on an answer about to go out (the body as bytes; null for a stream). */

@@ -12,20 +12,19 @@ import { shareKeyCooldowns } from "../upstream/fleet_key_cooldowns.ts";
 import { CacheService } from "../cache/service.ts";
 import { PluginHooks } from "../plugin/hooks.ts";
 import { startLua } from "../plugin/runner.ts";
-import { isProxiedPath } from "../core/endpoints.ts";
-import { authenticate, InvalidApiKey } from "./authenticate.ts";
+import { InvalidApiKey } from "./authenticate.ts";
 import { loadKeys } from "../upstream/key_loading.ts";
 import { AccessKeys, KeyPool, presentedKey } from "../upstream/keys.ts";
 import { monotonicClock } from "../core/time.ts";
 import type { Config } from "../config/index.ts";
-import { asBridgeError, errorShapeOf, NotFound } from "../core/errors.ts";
+import { errorShapeOf, NotFound } from "../core/errors.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "../observe/log.ts";
 import { BridgeMetrics } from "../observe/metrics.ts";
-import { accessLog } from "./access_log.ts";
+import { AccessLog } from "./access_log.ts";
 import { adminRoutes } from "./admin.ts";
-import { pathGuard } from "./path_guard.ts";
-import { readRequest } from "./read_request.ts";
+import { bridgeHandler, errorResponse } from "./handle.ts";
+import { proxyFlow } from "./proxy_flow.ts";
 import { proxyHandler } from "./proxy_handler.ts";
 import { type RateLimiter, tokenBucket, unlimited } from "../upstream/rate_limit.ts";
 import { Admission } from "../upstream/admission.ts";
@@ -34,6 +33,9 @@ import { Upstreams } from "../upstream/upstreams.ts";
 import { createTransport, type UpstreamFetch } from "../upstream/transport/index.ts";
 
 export interface Bridge {
+  /** Answers every request (what Deno.serve calls). */
+  readonly handle: (request: Request) => Promise<Response>;
+  /** The bridge's own endpoints: /health, /ready, /metrics, /upstreams, /admin/*. */
   readonly app: Hono;
   readonly lifecycle: Lifecycle;
   readonly metrics: BridgeMetrics;
@@ -123,9 +125,8 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
     )
     : await AsyncJobs.open({ ...config.async, keepCredentials }, upstream, metrics, log);
 
+  // The bridge's own endpoints; every other request takes the proxy flow (handle.ts).
   const app = new Hono();
-  app.use(accessLog(log, metrics));
-  app.use(pathGuard);
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", (c) => {
     if (lifecycle.draining) return c.json({ status: "draining" }, 503);
@@ -145,48 +146,46 @@ export async function createBridge(config: Config, deps: BridgeDependencies): Pr
   });
   app.get("/upstreams", operatorOnly, (c) => c.json(upstreams.states()));
   adminRoutes(app, config.shared.adminKey, cache);
-  // The proxy steps, in the order of DESIGN §3: access key, request reading, the plugin's request hook; then the
-  // handler: async gate, cache and coalescing, upstream; the think filter and response hook on the way out.
-  // Without a plugin only /v1 and /api are proxied; the plugin's request hook sees every other path too (the
-  // original's example blocks GET /blocked), and what it leaves outside /v1 and /api is then a 404.
-  const steps: MiddlewareHandler[] = [
-    ...(plugin ? [] : [proxiedPathsOnly]),
-    ...(access ? [authenticate(access, metrics)] : []),
-    readRequest({
+  app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse(errorShapeOf(c.req.path)));
+  app.onError((error, c) => errorResponse(error, c.req.path, log));
+  const adminOpen = config.shared.adminKey !== undefined;
+  const isOwn = (method: string, path: string) =>
+    ((method === "GET" || method === "HEAD") && OWN_PATHS.has(path)) ||
+    (adminOpen && path.startsWith("/admin/"));
+
+  const proxied = proxyFlow({
+    metrics,
+    access,
+    read: {
       maxBodyBytes: config.maxBodyBytes,
       bodyReadTimeoutMs: config.bodyReadTimeoutMs,
       tenantByCredential: !config.shared.enabled && !access && !config.shared.sharedAcrossTenants,
-    }),
-    ...(plugin ? [plugin.request()] : []),
-  ];
-  const proxy = proxyHandler({
-    upstream,
-    upstreams,
-    log,
-    lifecycle,
-    metrics,
-    keepaliveIntervalMs: config.keepaliveIntervalMs,
-    maxResponseBytes: config.maxResponseBytes,
-    think: config.think,
-    cache,
+    },
     plugin,
-    jobs,
+    proxy: proxyHandler({
+      upstream,
+      upstreams,
+      log,
+      lifecycle,
+      metrics,
+      keepaliveIntervalMs: config.keepaliveIntervalMs,
+      maxResponseBytes: config.maxResponseBytes,
+      think: config.think,
+      cache,
+      plugin,
+      jobs,
+    }),
   });
-  app.all("*", ...(steps as [MiddlewareHandler]), proxy);
-  app.notFound((c) => new NotFound(c.req.method, c.req.path).toResponse(errorShapeOf(c.req.path)));
-  app.onError((error, c) => {
-    const bridgeError = asBridgeError(error);
-    if (bridgeError.status >= 500) {
-      log.warn("request failed", {
-        path: c.req.path,
-        status: bridgeError.status,
-        error: bridgeError.message,
-      });
-    }
-    return bridgeError.toResponse(errorShapeOf(c.req.path));
+  const handle = bridgeHandler({
+    log,
+    accessLog: new AccessLog(log, metrics),
+    isOwn,
+    own: app.fetch,
+    proxied,
   });
 
   return {
+    handle,
     app,
     lifecycle,
     metrics,
@@ -231,8 +230,5 @@ async function readCaFile(path: string): Promise<string> {
   return pem;
 }
 
-/** A 404 for paths the bridge does not proxy, before their body is read. */
-const proxiedPathsOnly: MiddlewareHandler = async function proxiedPathsOnly(c, next) {
-  if (!isProxiedPath(c.get("path"))) throw new NotFound(c.req.method, c.get("path"));
-  await next();
-};
+/** The paths of the bridge's own GET endpoints. */
+const OWN_PATHS = new Set(["/health", "/ready", "/metrics", "/upstreams"]);

@@ -3,16 +3,9 @@
  * `Authorization: Bearer …` or `x-api-key`; otherwise 401 and the upstream is never called. The key's label is
  * the request's tenant.
  */
-import type { MiddlewareHandler } from "hono";
 import { BridgeError } from "../core/errors.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import { type AccessKeys, presentedKey } from "../upstream/keys.ts";
-
-declare module "hono" {
-  interface ContextVariableMap {
-    tenant: string | undefined;
-  }
-}
 
 export class InvalidApiKey extends BridgeError {
   constructor() {
@@ -26,14 +19,13 @@ export class InvalidApiKey extends BridgeError {
   }
 }
 
-export const authenticate = (keys: AccessKeys, metrics: BridgeMetrics): MiddlewareHandler =>
-  async function authenticate(c, next) {
-    const tenant = keys.identify(presentedKey(c.req.raw.headers));
-    if (tenant === undefined) {
-      metrics.authFailures.inc();
-      throw new InvalidApiKey();
-    }
-    c.set("tenant", tenant);
-    metrics.tenantRequests.inc({ tenant });
-    await next();
-  };
+/** The tenant (the access key's label) of a request, or an InvalidApiKey (401). */
+export function authenticate(keys: AccessKeys, metrics: BridgeMetrics, headers: Headers): string {
+  const tenant = keys.identify(presentedKey(headers));
+  if (tenant === undefined) {
+    metrics.authFailures.inc();
+    throw new InvalidApiKey();
+  }
+  metrics.tenantRequests.inc({ tenant });
+  return tenant;
+}

@@ -1,6 +1,6 @@
 /**
- * What the proxy step made of one request, for the access log: set once, by the handler, from what the answer
- * and respond() returned. The steps before it hand each other the request; nothing else is shared.
+ * What the proxy step made of one request, for the access log: returned with the response by the handler, from
+ * what the answer and respond() returned. The steps before it hand each other the request; nothing else is shared.
  */
 import type { CacheOutcome } from "../core/answer.ts";
 import type { RelayOutcome } from "../stream/relay.ts";
@@ -23,8 +23,8 @@ export interface Delivery {
   readonly sent: Promise<Sent>;
 }
 
-declare module "hono" {
-  interface ContextVariableMap {
-    delivery: Delivery | undefined;
-  }
+/** A response, and what the access log is told of how it goes out (nothing for the bridge's own answers). */
+export interface Answered {
+  readonly response: Response;
+  readonly delivery?: Delivery;
 }

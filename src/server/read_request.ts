@@ -3,21 +3,13 @@
  * `--body-read-timeout` (a 413 is sent before the rest of a large body is read), and parses the JSON body of
  * the endpoints the bridge understands, so a malformed request is answered 400 without touching the upstream.
  */
-import type { MiddlewareHandler } from "hono";
 import { InvalidRequest, PayloadTooLarge, RequestTimeout, UriTooLong } from "../core/errors.ts";
 import { concatBytes } from "../core/bytes.ts";
 import { endpointKind } from "../core/endpoints.ts";
 import { parseJsonBody } from "../core/json_body.ts";
 import { credentialTenant } from "../core/request.ts";
-import "./path_guard.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import { Cancellation, schedule, type Timer } from "../core/time.ts";
-
-declare module "hono" {
-  interface ContextVariableMap {
-    proxyRequest: ProxyRequest;
-  }
-}
+import { Cancellation, schedule } from "../core/time.ts";
 
 export interface ReadRequestOptions {
   maxBodyBytes: number;
@@ -30,45 +22,36 @@ export interface ReadRequestOptions {
 }
 
 const MAX_URL_LENGTH = 16 * 1024;
-/** How long a request waits before the bridge starts watching for its client to leave. */
-export const CLIENT_WATCH_DELAY_MS = 200;
 
-export const readRequest = (options: ReadRequestOptions): MiddlewareHandler =>
-  async function readRequest(c, next) {
-    const raw = c.req.raw;
-    const url = c.req.url;
-    if (url.length > MAX_URL_LENGTH) {
-      throw new UriTooLong(MAX_URL_LENGTH);
-    }
-    const queryStart = url.indexOf("?");
-    const method = raw.method;
-    const path = c.get("path");
-    const body = method === "GET" || method === "HEAD" ? null : await readBody(raw, options);
-    const kind = endpointKind(method, path);
-    // Watching request.signal costs ~10 µs a request in Deno.serve, so it starts only for requests still
-    // waiting after CLIENT_WATCH_DELAY_MS: a client that left earlier is noticed then, at the latest.
-    // (Streams notice a departed client at once, through the cancelled body.)
-    const cancellation = new Cancellation();
-    const watch = schedule(CLIENT_WATCH_DELAY_MS, () => cancellation.follow(raw.signal));
-    const request: ProxyRequest = {
-      method,
-      path,
-      search: queryStart < 0 ? "" : url.slice(queryStart),
-      headers: raw.headers,
-      body,
-      kind,
-      ...(kind ? parseJsonBody(body) : undefined),
-      cancellation,
-      tenant: c.get("tenant") ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
-      startedAt: performance.now(),
-    };
-    c.set("proxyRequest", request);
-    try {
-      await next();
-    } finally {
-      watch.cancel();
-    }
+/**
+ * The request as the proxy steps see it, from the client's request, its normalized `path` and its access-key
+ * tenant (if access keys are on). Its cancellation is left for the caller to tie to the client.
+ */
+export async function readRequest(
+  raw: Request,
+  path: string,
+  accessTenant: string | undefined,
+  options: ReadRequestOptions,
+): Promise<ProxyRequest> {
+  const url = raw.url;
+  if (url.length > MAX_URL_LENGTH) throw new UriTooLong(MAX_URL_LENGTH);
+  const queryStart = url.indexOf("?");
+  const method = raw.method;
+  const body = method === "GET" || method === "HEAD" ? null : await readBody(raw, options);
+  const kind = endpointKind(method, path);
+  return {
+    method,
+    path,
+    search: queryStart < 0 ? "" : url.slice(queryStart),
+    headers: raw.headers,
+    body,
+    kind,
+    ...(kind ? parseJsonBody(body) : undefined),
+    cancellation: new Cancellation(),
+    tenant: accessTenant ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
+    startedAt: performance.now(),
   };
+}
 
 async function readBody(
   request: Request,
@@ -120,17 +103,14 @@ function withTimeout(
   reading: Promise<Uint8Array<ArrayBuffer>>,
   ms: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  let timer!: Timer;
-  const timedOut = new Promise<never>((_, reject) =>
-    timer = schedule(ms, () => reject(new RequestTimeout(ms)))
-  );
-  return Promise.race([reading, timedOut]).then(
-    (bytes) => (timer.cancel(), bytes),
-    (error) => {
-      timer.cancel();
-      throw error instanceof RequestTimeout
-        ? error
-        : new InvalidRequest(`Request body could not be read: ${error.message}`, "body_unreadable");
-    },
-  );
+  return new Promise((resolve, reject) => {
+    const timer = schedule(ms, () => reject(new RequestTimeout(ms)));
+    reading.then(
+      (bytes) => (timer.cancel(), resolve(bytes)),
+      (error) => {
+        timer.cancel();
+        reject(new InvalidRequest(`Request body could not be read: ${error.message}`, "body_unreadable"));
+      },
+    );
+  });
 }

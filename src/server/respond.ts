@@ -3,12 +3,12 @@
  * response: the think filter on successful answers, streams relayed chunk by chunk with honest endings, whole
  * bodies sent whole.
  */
-import type { Answer } from "../core/answer.ts";
+import { type Answer, type HeaderPairs, headerValue, setHeader } from "../core/answer.ts";
 import type { ThinkSettings } from "../config/index.ts";
-import { answerFilter } from "../filter/think_answer.ts";
+import { type AnswerFilter, answerFilter, mayHoldThinkTag } from "../filter/think_answer.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { type BridgeMetrics, routeLabel } from "../observe/metrics.ts";
-import type { Delivery, Sent } from "./delivery.ts";
+import type { Answered, Delivery, Sent } from "./delivery.ts";
 import { UpstreamProtocolError } from "../core/errors.ts";
 import { schedule, type Timer } from "../core/time.ts";
 import { looksLikeSse } from "../stream/format.ts";
@@ -33,8 +33,7 @@ export interface RespondOptions {
 }
 
 /** The client's response, and what the access log is told of the delivery. */
-export interface Responded {
-  readonly response: Response;
+export interface Responded extends Answered {
   readonly delivery: Delivery;
 }
 
@@ -57,28 +56,29 @@ export async function respond(
     // 204, 304 (and a HEAD's answer, which arrives empty): no body, whatever the answer carried.
     answer.release();
     if (answer.body instanceof ReadableStream) answer.body.cancel().catch(() => {});
-    return delivered(await finish(new Response(null, { status, headers }), EMPTY, options), { bytes: 0 });
+    return delivered(await finish(responseOf(null, status, headers), EMPTY, options), { bytes: 0 });
   }
   if (format === "sse" && answer.complete?.length && !looksLikeSse(answer.complete)) {
     answer.release();
     throw malformedSse(answer.complete);
   }
-  const filter = status >= 200 && status < 300 && options.think
-    ? answerFilter(request.kind, request.json, options.think)
-    : undefined;
-  const countBlocks = () => filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
+  // The think filter applies to successful answers; one is built only for a body that may need it.
+  const think = status >= 200 && status < 300 ? options.think : undefined;
+  const filterFor = () => think && answerFilter(request.kind, request.json, think);
+  const countBlocks = (filter: AnswerFilter | undefined) =>
+    filter?.blocksRemoved && options.metrics.thinkBlocks.inc(filter.blocksRemoved);
 
-  if (answer.complete && (!filter || !filter.mayChange(answer.complete))) {
+  if (answer.complete && (!think || !mayHoldThinkTag(answer.complete, think))) {
     // Nothing to filter in a body already in memory: send it as it is, no copy, no new response.
     answer.release();
     const response = await finish(
-      new Response(answer.complete, { status, headers }),
+      responseOf(answer.complete, status, headers),
       answer.complete,
       options,
     );
     return delivered(response, { bytes: answer.complete.length });
   }
-  if (!(answer.body instanceof ReadableStream) || (!format && isJson(headers.get("content-type")))) {
+  if (!(answer.body instanceof ReadableStream) || (!format && isJson(headerValue(headers, "content-type")))) {
     let body: Uint8Array<ArrayBuffer> | null;
     try {
       body = answer.complete ??
@@ -90,18 +90,20 @@ export async function respond(
     } finally {
       answer.release();
     }
+    const filter = body && think && mayHoldThinkTag(body, think) ? filterFor() : undefined;
     if (body && filter) {
       body = filter.body(body);
-      countBlocks();
+      countBlocks(filter);
     }
-    const response = await finish(new Response(body, { status, headers }), body, options);
+    const response = await finish(responseOf(body, status, headers), body, options);
     return delivered(response, { bytes: body?.byteLength ?? 0 });
   }
 
   if (format) {
-    headers.set("cache-control", "no-cache");
-    headers.set("x-accel-buffering", "no");
+    setHeader(headers, "cache-control", "no-cache");
+    setHeader(headers, "x-accel-buffering", "no");
   }
+  const filter = filterFor();
   const reader = answer.body.getReader();
   const firstRead = format === "sse"
     ? (await checkedStart(reader, answer, options.keepaliveIntervalMs)).read
@@ -126,14 +128,14 @@ export async function respond(
     onKeepalive: () => options.metrics.keepalives.inc(),
     onEnd: (outcome, error) => {
       answer.release();
-      countBlocks();
+      countBlocks(filter);
       if (error && error.status >= 500 && error.code !== "shutting_down") {
         options.metrics.upstreamErrors.inc();
       }
       resolveSent({ bytes, stream: outcome, error: error?.code });
     },
   });
-  return delivered(await finish(new Response(body, { status, headers }), null, options), sent);
+  return delivered(await finish(responseOf(body, status, headers), null, options), sent);
 }
 
 const decoder = new TextDecoder();
@@ -212,6 +214,20 @@ function finish(
   if (!options.plugin) return response;
   const streamed = response.body !== null && body === null;
   return options.plugin.response(response, streamed ? null : body ?? EMPTY);
+}
+
+/**
+ * The client's response. Its headers are appended one by one: Deno checks a header list given to the Response
+ * constructor more slowly than that (docs/performance.md).
+ */
+function responseOf(
+  body: BodyInit | null,
+  status: number,
+  headers: HeaderPairs,
+): Response {
+  const response = new Response(body, { status });
+  for (const [name, value] of headers) response.headers.append(name, value);
+  return response;
 }
 
 function isJson(contentType: string | null): boolean {

@@ -35,7 +35,7 @@ export async function startBridge(config: Config, deps: BridgeDependencies): Pro
 
   /** Listens on `port` (Deno.serve binds before it returns, and throws if it cannot). */
   const listen = (port: number): Deno.HttpServer<Deno.NetAddr> => {
-    const server = Deno.serve({ hostname: config.listen.hostname, port, onListen() {} }, bridge.app.fetch);
+    const server = Deno.serve({ hostname: config.listen.hostname, port, onListen() {} }, bridge.handle);
     servers.add(server);
     server.finished.then(() => servers.delete(server), (error) => relisten(server, port, error));
     return server;
