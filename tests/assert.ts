@@ -20,6 +20,10 @@ export function assertGreater(actual: number, expected: number, message?: string
   nodeAssert.ok(actual > expected, message ?? `expected ${actual} > ${expected}`);
 }
 
+export function assertThrows(fn: () => unknown, message?: string): void {
+  nodeAssert.throws(fn, message);
+}
+
 export async function assertRejects(
   fn: () => Promise<unknown>,
   check?: (error: unknown) => void,
