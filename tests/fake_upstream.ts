@@ -2,7 +2,7 @@
  * A fake LLM server speaking OpenAI (JSON and SSE) and Ollama (JSON and NDJSON), with latency and failure
  * injection, for tests, benchmarks and the demo. It records what it received, and how each answer ended.
  *
- * Standalone: `deno run --allow-net tests/fake_upstream.ts --port 11434 [--chunk-delay 50]`.
+ * Standalone: `deno run --allow-net tests/fake_upstream.ts --port 11434 [--chunk-delay 50] [--reply-chars 1800]`.
  */
 import { Cancellation, sleep } from "../src/core/time.ts";
 
@@ -368,8 +368,14 @@ if (import.meta.main) {
   };
   // --think-demo MARK: answers like a reasoning model, a think block first, then an answer starting with MARK.
   const mark = Deno.args.indexOf("--think-demo");
-  const reply = mark < 0 ? undefined : `<think>\n${"Let me think about this. ".repeat(20)}\n</think>\n\n` +
-    `${Deno.args[mark + 1]} ${"and the answer goes on. ".repeat(40)}`;
+  // --reply-chars N: a plain answer of N characters (the benchmarks' ~2 KiB answer).
+  const chars = arg("--reply-chars", 0);
+  const reply = mark >= 0
+    ? `<think>\n${"Let me think about this. ".repeat(20)}\n</think>\n\n` +
+      `${Deno.args[mark + 1]} ${"and the answer goes on. ".repeat(40)}`
+    : chars > 0
+    ? "The answer goes on. ".repeat(Math.ceil(chars / 20)).slice(0, chars)
+    : undefined;
   const fake = new FakeUpstream({ port: arg("--port", 11434), chunkDelayMs: arg("--chunk-delay", 0), reply });
   console.log(`fake upstream listening on ${fake.url}`);
 }

@@ -3,14 +3,16 @@
  * read the body, parse it (the exact-number rule included), key it as the bridge does (canonical form, method,
  * path, the credential's hash, SHA-256), look the key up in a Map, answer the stored bytes, and write one
  * access-log line as the bridge does at info. `deno run -A bench/lib/floor_server.ts <port> <body> <answer>`:
- * the answer is stored under the key of `body` at start.
+ * the answer is stored under the key of `body` at start. With a fourth argument `hit-headers`, a hit also
+ * carries the two headers every bridge hit carries, `X-Cache` and `Age` (what they cost on this runtime).
  */
 import { cacheKey } from "../../src/cache/key.ts";
 import { parseJsonBody } from "../../src/core/json_body.ts";
 import { credentialTenant, type ProxyRequest } from "../../src/core/request.ts";
 import { createLogger } from "../../src/observe/log.ts";
 
-const [port, body, answer] = Deno.args;
+const [port, body, answer, mode] = Deno.args;
+const hitHeaders = mode === "hit-headers";
 const log = createLogger({ format: "text" });
 const stored = new Map<string, Uint8Array<ArrayBuffer>>();
 const headers = [["content-type", "application/json"]] as [string, string][];
@@ -35,6 +37,10 @@ Deno.serve({ hostname: "127.0.0.1", port: Number(port), onListen() {} }, async (
   const response = hit
     ? new Response(hit, { headers })
     : new Response('{"error":"miss"}', { status: 404, headers });
+  if (hit && hitHeaders) {
+    response.headers.append("x-cache", "HIT-MEMORY");
+    response.headers.append("age", "0");
+  }
   log.info(`${request.method} ${path}`, {
     status: response.status,
     ms: Math.round((performance.now() - startedAt) * 10) / 10,
