@@ -73,3 +73,14 @@ Deno.test("a throwing abort listener is reported; the other listeners still run 
     setCallbackErrorReporter(previous);
   }
 });
+
+Deno.test("wheel timers: cancelling any of a slot's timers leaves the others; a callback's new timer fires later", async () => {
+  const fired: string[] = [];
+  const timers = ["a", "b", "c", "d"].map((name) => schedule(10, () => fired.push(name)));
+  timers[0].cancel(); // the slot's first
+  timers[3].cancel(); // its last
+  timers[3].cancel(); // twice: nothing more
+  schedule(10, () => schedule(0, () => fired.push("from a callback")));
+  await waitFor(() => fired.length === 3, { timeout: 2000, message: "the timers left fire" });
+  assertEquals(fired, ["b", "c", "from a callback"], "in the order scheduled");
+});
