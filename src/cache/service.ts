@@ -201,7 +201,6 @@ export class CacheService {
   }
 
   #count(outcome: CacheOutcome): void {
-    this.metrics.cacheRequests.inc({ result: outcome });
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
   }
 

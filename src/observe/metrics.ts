@@ -4,10 +4,13 @@
  * `ollama_*` counters keep the original bridge's names so existing dashboards work.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { RequestTally } from "./request_tally.ts";
 
 /** What the metrics read from the cache (kept structural so this module does not depend on the cache's). */
 export interface CacheView {
   readonly path: string;
+  /** How many requests had each outcome since start. */
+  readonly outcomes: ReadonlyMap<string, number>;
   readonly tiers: {
     readonly memory: { readonly size: number; readonly bytes: number; readonly hotThreshold: number };
     readonly disk: { readonly count: number };
@@ -77,19 +80,21 @@ export function routeLabel(path: string): string {
 
 export class BridgeMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
+  /** The per-request series, counted without prom-client on the request's path. */
+  readonly #tally = new RequestTally(LATENCY_BUCKETS);
+  readonly requests: Counter<"route" | "method" | "status"> = new Counter({
     name: "bridge_http_requests_total",
     help: "Requests answered by the bridge, by route, method and status.",
     labelNames: ["route", "method", "status"] as const,
     registers: [this.registry],
+    collect: () => this.#tally.reportCounts(this.requests),
   });
-  readonly requestDuration = new Histogram({
-    name: "bridge_http_request_duration_seconds",
-    help: "Time from request to the end of the response, by route.",
-    labelNames: ["route"] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly requestDuration = this.#registered(
+    this.#tally.histogram(
+      "bridge_http_request_duration_seconds",
+      "Time from request to the end of the response, by route.",
+    ),
+  );
   readonly listenerRestarts = new Counter({
     name: "bridge_listener_restarts_total",
     help:
@@ -120,10 +125,11 @@ export class BridgeMetrics {
     labelNames: ["reason", "tenant"] as const,
     registers: [this.registry],
   });
-  readonly inFlight = new Gauge({
+  readonly inFlight: Gauge = new Gauge({
     name: "bridge_http_requests_in_flight",
     help: "Requests being answered now.",
     registers: [this.registry],
+    collect: () => this.inFlight.set(this.#tally.inFlight),
   });
   readonly upstreamDuration = new Histogram({
     name: "bridge_upstream_duration_seconds",
@@ -314,7 +320,15 @@ export class BridgeMetrics {
     const entries = this.#cacheEntries;
     const bytes = this.#cacheBytes;
     const threshold = this.#hotThreshold;
+    const requests = this.cacheRequests;
+    const reported = new Map<string, number>();
     this.#collectCache = () => {
+      // Counted by the cache in plain numbers on the request's path; the counter is told the difference here.
+      for (const [result, count] of cache.outcomes) {
+        const delta = count - (reported.get(result) ?? 0);
+        if (delta > 0) requests.inc({ result }, delta);
+        reported.set(result, count);
+      }
       entries.set({ tier: "memory" }, cache.tiers.memory.size);
       entries.set({ tier: "disk" }, cache.tiers.disk.count);
       bytes.set({ tier: "memory" }, cache.tiers.memory.bytes);
@@ -339,29 +353,21 @@ export class BridgeMetrics {
     },
   });
 
-  /**
-   * Counts an answered request. prom-client hashes a label set on every call; the children for each set are
-   * kept here instead (a few µs a request at our rates).
-   */
-  countRequest(route: string, rawMethod: string, status: number, seconds: number): void {
-    const method = methodLabel(rawMethod);
-    const key = `${route} ${method} ${status}`;
-    let children = this.#requestChildren.get(key);
-    if (!children) {
-      children = {
-        count: this.requests.labels(route, method, String(status)),
-        duration: this.requestDuration.labels(route),
-      };
-      this.#requestChildren.set(key, children);
-    }
-    children.count.inc();
-    children.duration.observe(seconds);
+  /** A request arrived (in flight until countRequest). */
+  requestStarted(): void {
+    this.#tally.started();
   }
 
-  readonly #requestChildren = new Map<
-    string,
-    { count: ReturnType<Counter["labels"]>; duration: ReturnType<Histogram["labels"]> }
-  >();
+  /** Counts an answered request. */
+  countRequest(route: string, rawMethod: string, status: number, seconds: number): void {
+    this.#tally.finished(route, methodLabel(rawMethod), status, seconds);
+  }
+
+  /** Registers a metric that is not one of prom-client's own classes. */
+  #registered<T extends { name: string }>(metric: T): T {
+    this.registry.registerMetric(metric as unknown as Parameters<Registry["registerMetric"]>[0]);
+    return metric;
+  }
 
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {

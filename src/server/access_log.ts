@@ -11,7 +11,7 @@ export class AccessLog {
 
   /** A request arrived: returns when, for `end`. */
   begin(): number {
-    this.metrics.inFlight.inc();
+    this.metrics.requestStarted();
     return performance.now();
   }
 
@@ -22,7 +22,6 @@ export class AccessLog {
     const status = response.status;
     const finish = (sent?: Sent) => {
       const seconds = (performance.now() - startedAt) / 1000;
-      metrics.inFlight.dec();
       metrics.countRequest(routeLabel(path), method, status, seconds);
       log.info(`${method} ${path}`, {
         status,
