@@ -84,3 +84,17 @@ Deno.test("wheel timers: cancelling any of a slot's timers leaves the others; a 
   await waitFor(() => fired.length === 3, { timeout: 2000, message: "the timers left fire" });
   assertEquals(fired, ["b", "c", "from a callback"], "in the order scheduled");
 });
+
+Deno.test("a cancellation starts what feeds it only when its first listener comes, and only once", () => {
+  let started = 0;
+  const cancellation = new Cancellation(() => started++);
+  assertEquals(started, 0, "nothing waits on it yet (a cache hit)");
+  const remove = cancellation.onAbort(() => {});
+  cancellation.onAbort(() => {});
+  assertEquals(started, 1);
+  remove();
+  const reasons: unknown[] = [];
+  cancellation.onAbort((reason) => reasons.push(reason));
+  cancellation.abort("gone");
+  assertEquals([started, reasons], [1, ["gone"]]);
+});

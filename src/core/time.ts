@@ -25,7 +25,14 @@ export class Cancellation {
 
   #aborted = false;
   #reason: unknown;
-  readonly #listeners = new Set<(reason: unknown) => void>();
+  /** Made with the first listener: most cancellations (a cache hit's) never get one. */
+  #listeners: Set<(reason: unknown) => void> | undefined;
+
+  /**
+   * `whenWatched`, if given, runs once, when the first listener is added: what feeds this cancellation (watching
+   * a client for leaving) needs to start only when something waits on it.
+   */
+  constructor(private whenWatched?: () => void) {}
 
   get aborted(): boolean {
     return this.#aborted;
@@ -40,8 +47,8 @@ export class Cancellation {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
-    const listeners = [...this.#listeners];
-    this.#listeners.clear();
+    const listeners = [...this.#listeners ?? []];
+    this.#listeners = undefined;
     for (const listener of listeners) runReporting(listener, reason);
   }
 
@@ -51,8 +58,14 @@ export class Cancellation {
       runReporting(listener, this.#reason);
       return () => {};
     }
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    const listeners = this.#listeners ??= new Set();
+    listeners.add(listener);
+    if (this.whenWatched) {
+      const start = this.whenWatched;
+      this.whenWatched = undefined;
+      start();
+    }
+    return () => listeners.delete(listener);
   }
 
   /** Aborts when the signal does (at once if it already has). */

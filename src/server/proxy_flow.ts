@@ -8,7 +8,7 @@
 import { NotFound } from "../core/errors.ts";
 import { isProxiedPath } from "../core/endpoints.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import { schedule } from "../core/time.ts";
+import { Cancellation, schedule, type Timer } from "../core/time.ts";
 import type { BridgeMetrics } from "../observe/metrics.ts";
 import type { PluginHooks } from "../plugin/hooks.ts";
 import type { AccessKeys } from "../upstream/keys.ts";
@@ -34,17 +34,21 @@ export function proxyFlow(parts: ProxyFlowParts): (raw: Request, path: string) =
   return async function proxied(raw, path) {
     if (!plugin && !isProxiedPath(path)) throw new NotFound(raw.method, path);
     const tenant = access ? authenticate(access, metrics, raw.headers) : undefined;
-    const read = await readRequest(raw, path, tenant, parts.read);
-    // Watching raw.signal costs ~10 µs a request in Deno.serve, so it starts only for requests still waiting
-    // after CLIENT_WATCH_DELAY_MS: a client that left earlier is noticed then, at the latest. (Streams notice a
-    // departed client at once, through the cancelled body.)
-    const watch = schedule(CLIENT_WATCH_DELAY_MS, () => read.cancellation.follow(raw.signal));
+    // Watching raw.signal costs ~10 µs a request in Deno.serve, so it starts only for a request something waits
+    // on (the upstream, a queue, a rate limit: they listen to its cancellation), CLIENT_WATCH_DELAY_MS after the
+    // wait began: a client that left is noticed then, at the latest. A cache hit never starts it. (Streams notice
+    // a departed client at once, through the cancelled body.)
+    let watch: Timer | undefined;
+    const cancellation = new Cancellation(() => {
+      watch = schedule(CLIENT_WATCH_DELAY_MS, () => cancellation.follow(raw.signal));
+    });
+    const read = await readRequest(raw, path, tenant, cancellation, parts.read);
     try {
       const request = plugin ? await plugin.request(read) : read;
       if (request instanceof Response) return { response: request };
       return await proxy(request);
     } finally {
-      watch.cancel();
+      watch?.cancel();
     }
   };
 }

@@ -9,7 +9,7 @@ import { endpointKind } from "../core/endpoints.ts";
 import { parseJsonBody } from "../core/json_body.ts";
 import { credentialTenant } from "../core/request.ts";
 import type { ProxyRequest } from "../core/request.ts";
-import { Cancellation, schedule } from "../core/time.ts";
+import { type Cancellation, schedule } from "../core/time.ts";
 
 export interface ReadRequestOptions {
   maxBodyBytes: number;
@@ -24,13 +24,14 @@ export interface ReadRequestOptions {
 const MAX_URL_LENGTH = 16 * 1024;
 
 /**
- * The request as the proxy steps see it, from the client's request, its normalized `path` and its access-key
- * tenant (if access keys are on). Its cancellation is left for the caller to tie to the client.
+ * The request as the proxy steps see it, from the client's request, its normalized `path`, its access-key tenant
+ * (if access keys are on) and the cancellation the caller ties to the client.
  */
 export async function readRequest(
   raw: Request,
   path: string,
   accessTenant: string | undefined,
+  cancellation: Cancellation,
   options: ReadRequestOptions,
 ): Promise<ProxyRequest> {
   const url = raw.url;
@@ -47,7 +48,7 @@ export async function readRequest(
     body,
     kind,
     ...(kind ? parseJsonBody(body) : undefined),
-    cancellation: new Cancellation(),
+    cancellation,
     tenant: accessTenant ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
     startedAt: performance.now(),
   };
