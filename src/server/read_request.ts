@@ -40,6 +40,8 @@ export async function readRequest(
   const method = raw.method;
   const body = method === "GET" || method === "HEAD" ? null : await readBody(raw, options);
   const kind = endpointKind(method, path);
+  const parsed = kind ? parseJsonBody(body) : undefined;
+  // Every field always present, in one order: the later steps read requests of one shape.
   return {
     method,
     path,
@@ -47,7 +49,8 @@ export async function readRequest(
     headers: raw.headers,
     body,
     kind,
-    ...(kind ? parseJsonBody(body) : undefined),
+    json: parsed?.json,
+    inexactNumbers: parsed?.inexactNumbers,
     cancellation,
     tenant: accessTenant ?? (options.tenantByCredential ? credentialTenant(raw.headers) : undefined),
     startedAt: performance.now(),
