@@ -86,6 +86,12 @@ export function denoArgs(script: string, ...args: string[]): string[] {
  */
 export class Servers implements AsyncDisposable {
   readonly #procs: Proc[] = [];
+  readonly #byPort = new Map<number, Proc>();
+
+  /** CPU time (user + system) the server on `port` has used, in ms. */
+  cpuMs(port: number): number {
+    return this.#byPort.get(port)?.cpuMs() ?? NaN;
+  }
 
   /** Starts the Deno `script` pinned to `core` and resolves with its port once it listens. */
   start(core: number, script: string, ...args: string[]): Promise<number> {
@@ -95,7 +101,9 @@ export class Servers implements AsyncDisposable {
   /** Starts any program (`command` and its arguments) pinned to `core`; resolves with its port once it listens. */
   async startProgram(core: number, command: string[]): Promise<number> {
     const port = freePort();
-    this.#procs.push(await spawn(command.map((arg) => arg.replaceAll("{port}", String(port))), port, core));
+    const proc = await spawn(command.map((arg) => arg.replaceAll("{port}", String(port))), port, core);
+    this.#procs.push(proc);
+    this.#byPort.set(port, proc);
     return port;
   }
 
