@@ -70,14 +70,22 @@ export async function sideBySide(context: BenchContext): Promise<Row[]> {
         median(p99[name]).toFixed(2)
       } ms`,
     });
-    /** `a` ÷ `b` in req/s: the medians' ratio, and each round's. */
-    const ratioRow = (metric: string, a: keyof typeof ports, b: keyof typeof ports, more: string): Row => ({
-      scenario: "side by side",
-      metric,
-      value: median(runs[a]) / median(runs[b]),
-      unit: "x",
-      detail: `rounds: ${runs[a].map((value, i) => (value / runs[b][i]).toFixed(2)).join(" ")}${more}`,
-    });
+    /**
+     * `a` ÷ `b` in req/s: the median of the rounds' ratios (each round measures the two within seconds of each
+     * other, so a busy neighbour slows both), with each round's ratio and the ratio of the medians.
+     */
+    const ratioRow = (metric: string, a: keyof typeof ports, b: keyof typeof ports, more: string): Row => {
+      const rounds = runs[a].map((value, i) => value / runs[b][i]);
+      return {
+        scenario: "side by side",
+        metric,
+        value: median(rounds),
+        unit: "x",
+        detail: `rounds: ${rounds.map((ratio) => ratio.toFixed(2)).join(" ")}; medians' ratio ${
+          (median(runs[a]) / median(runs[b])).toFixed(2)
+        }${more}`,
+      };
+    };
     const profile = await profiledHits(dir, upstream, context.seconds);
     return [
       row("floor", `floor cache server (key, Map, log line; ${answer.length}-byte answer)`),

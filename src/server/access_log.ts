@@ -40,7 +40,7 @@ export class AccessLog {
           : undefined),
       });
     };
-    if (delivery) delivery.sent.then(finish);
-    else finish();
+    if (delivery?.sent instanceof Promise) delivery.sent.then(finish);
+    else finish(delivery?.sent);
   }
 }

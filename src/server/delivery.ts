@@ -19,8 +19,8 @@ export interface Delivery {
   readonly upstreamStatus?: number;
   /** How long the request waited for an upstream slot, in ms. */
   readonly queuedMs?: number;
-  /** Resolves when the last byte went out (at once for a whole body). */
-  readonly sent: Promise<Sent>;
+  /** How the body went out: known at once for a whole body; for a stream, when its last byte went out. */
+  readonly sent: Sent | Promise<Sent>;
 }
 
 /** A response, and what the access log is told of how it goes out (nothing for the bridge's own answers). */

@@ -48,7 +48,7 @@ export async function respond(
       cache: answer.cache,
       upstreamStatus: answer.upstreamStatus,
       queuedMs: answer.queuedMs,
-      sent: Promise.resolve(sent),
+      sent,
     },
   });
   const { status, headers, format } = answer;
