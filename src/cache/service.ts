@@ -17,7 +17,7 @@ import { type CachedAnswer, isCompleteAnswer, storedAnswer } from "./entry.ts";
 import { type Flight, type FlightHead, Flights } from "./flight.ts";
 import { cacheKey, isCacheable } from "./key.ts";
 import { MemoryTier } from "./memory.ts";
-import { TieredCache } from "./tiered.ts";
+import { type CacheHit, TieredCache } from "./tiered.ts";
 import { RedisAnswers } from "./redis_answers.ts";
 import { FleetFlights, type FlightLeases, type Lease, localLeases } from "./fleet_flight.ts";
 import { localPurgeNotice, PurgeNotice, type PurgeNotices } from "./purge_notice.ts";
@@ -110,15 +110,18 @@ export class CacheService {
     return { key: cacheKey(request, tenant), ...cacheControl(request.headers), model };
   }
 
-  /** Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. */
-  async answer(
+  /**
+   * Answers a cacheable request: from the cache, from an identical request's flight, or from a new flight. A
+   * memory hit is answered at once, without a promise (the common case, made cheap).
+   */
+  answer(
     key: string,
     control: CacheControl,
     send: () => Promise<UpstreamExchange>,
-  ): Promise<Answer> {
+  ): Answer | Promise<Answer> {
     // An answer already on its way is the freshest there is (it may be a refresh that will replace the stored
     // one), so join it before looking in the tiers. A refresh (no-cache) makes its own call.
-    let flight = control.noCache ? undefined : this.flights.get(key);
+    const flight = control.noCache ? undefined : this.flights.get(key);
     // A flight whose whole answer arrived is over: a request now is a hit on that answer (it is in memory, on
     // its way to the store), not one that joined a flight in progress.
     const answered = flight && !this.#unstored.has(flight) ? flight.answered : undefined;
@@ -126,13 +129,28 @@ export class CacheService {
       this.#count("HIT-MEMORY");
       return replay(this.#toStore(answered.head, answered.body, control.model), "HIT-MEMORY");
     }
+    const cached = !flight && !control.noCache ? this.tiers.fromMemory(key) : undefined;
+    if (cached) return this.#hit({ answer: cached, outcome: "HIT-MEMORY" });
+    return this.#answerBelowMemory(key, control, send, flight);
+  }
+
+  /** A stored answer found in a tier, counted and replayed. */
+  #hit(hit: CacheHit): Answer {
+    this.#count(hit.outcome);
+    if (hit.answer.tokens) this.metrics.cacheSavedTokens.inc(hit.answer.tokens);
+    return replay(hit.answer, hit.outcome);
+  }
+
+  /** The rest of answer(): the tiers below memory, the fleet, or a flight (joined or new). */
+  async #answerBelowMemory(
+    key: string,
+    control: CacheControl,
+    send: () => Promise<UpstreamExchange>,
+    flight: Flight | undefined,
+  ): Promise<Answer> {
     if (!flight && !control.noCache) {
-      const hit = await this.tiers.lookup(key);
-      if (hit) {
-        this.#count(hit.outcome);
-        if (hit.answer.tokens) this.metrics.cacheSavedTokens.inc(hit.answer.tokens);
-        return replay(hit.answer, hit.outcome);
-      }
+      const hit = await this.tiers.lookupBelow(key);
+      if (hit) return this.#hit(hit);
       flight = this.flights.get(key); // one may have started while we looked
     }
     // Another replica may have this answer on its way: one call for the fleet (a refresh or an unstored answer

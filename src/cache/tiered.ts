@@ -29,10 +29,13 @@ export class TieredCache {
     readonly shared?: AnswerStore,
   ) {}
 
-  async lookup(key: string): Promise<CacheHit | undefined> {
-    const now = this.clock.now();
-    const cached = this.memory.get(key, now);
-    if (cached) return { answer: cached, outcome: "HIT-MEMORY" };
+  /** The memory tier's answer: the common hit, found without waiting for anything. */
+  fromMemory(key: string): CachedAnswer | undefined {
+    return this.memory.get(key, this.clock.now());
+  }
+
+  /** The tiers below memory (after fromMemory missed); an answer found is offered to memory. */
+  async lookupBelow(key: string): Promise<CacheHit | undefined> {
     let answer = await this.shared?.get(key).catch(() => undefined);
     const outcome = answer ? "HIT-REDIS" : "HIT-DISK";
     try {
