@@ -8,6 +8,7 @@ import { startTestBridge, tempCacheDir } from "./harness.ts";
 import { headerValue, setHeader } from "../src/core/answer.ts";
 import { normalizePath } from "../src/core/request_path.ts";
 import { mayHoldThinkTag } from "../src/filter/think_answer.ts";
+import { rememberedLately } from "../src/core/memo.ts";
 
 const encoder = new TextEncoder();
 
@@ -29,6 +30,24 @@ Deno.test("remembered paths: a path is normalized the same every time, and a ref
   for (let i = 0; i < 1000; i++) assertEquals(normalizePath(`/v1/models/m${i}`), `/v1/models/m${i}`);
   assertEquals(normalizePath("/v1/%63hat/completions"), "/v1/chat/completions");
   assertThrows(() => normalizePath("/v1/../admin"));
+});
+
+Deno.test("rememberedLately: computes a string's value once, keeps at most its limit, never keeps a throw", () => {
+  const computed: string[] = [];
+  const upper = rememberedLately(3, (key) => {
+    computed.push(key);
+    if (key === "bad") throw new Error("refused");
+    return key.toUpperCase();
+  });
+  assertEquals([upper("a"), upper("a"), upper("b")], ["A", "A", "B"]);
+  assertEquals(computed, ["a", "b"]);
+  assertThrows(() => upper("bad"));
+  assertThrows(() => upper("bad"));
+  assertEquals(computed, ["a", "b", "bad", "bad"], "a throw is computed again");
+  upper("c");
+  upper("d"); // the fourth value: what was kept is forgotten
+  upper("a");
+  assertEquals(computed.slice(-3), ["c", "d", "a"]);
 });
 
 Deno.test("think-tag verdicts are kept per body and per settings", () => {

@@ -29,6 +29,20 @@ export function setHeader(pairs: HeaderPairs, name: string, value: string): void
   pairs.push([name, value]);
 }
 
+/**
+ * A response with these headers, appended one by one: Deno converts and checks a header list given to the
+ * Response constructor several times more slowly (8 pairs: ~8 µs against ~2.5 µs; docs/performance.md).
+ */
+export function responseWith(
+  body: BodyInit | null,
+  init: { status: number; statusText?: string },
+  headers: readonly (readonly [string, string])[],
+): Response {
+  const response = new Response(body, init);
+  for (const [name, value] of headers) response.headers.append(name, value);
+  return response;
+}
+
 /** The value of `name` (in lower case), or null. */
 export function headerValue(pairs: HeaderPairs, name: string): string | null {
   for (const [key, value] of pairs) if (key === name) return value;

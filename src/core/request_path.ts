@@ -6,22 +6,12 @@
  * resource has one spelling for routing and for the cache key.
  */
 import { InvalidRequest } from "./errors.ts";
+import { rememberedLately } from "./memo.ts";
 
 const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
 
-/** Paths normalized lately: clients send the same few paths again and again (kept to a bounded number). */
-const normalized = new Map<string, string>();
-const REMEMBERED_PATHS = 256;
-
 /** The normalized path, or an InvalidRequest (400) for one the bridge refuses to forward. */
-export function normalizePath(raw: string): string {
-  const known = normalized.get(raw);
-  if (known !== undefined) return known;
-  const path = checkedPath(raw);
-  if (normalized.size >= REMEMBERED_PATHS) normalized.clear();
-  normalized.set(raw, path);
-  return path;
-}
+export const normalizePath: (raw: string) => string = rememberedLately(256, checkedPath);
 
 function checkedPath(raw: string): string {
   if (!raw.startsWith("/")) throw refused("it does not start with '/'");

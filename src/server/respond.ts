@@ -3,7 +3,7 @@
  * response: the think filter on successful answers, streams relayed chunk by chunk with honest endings, whole
  * bodies sent whole.
  */
-import { type Answer, type HeaderPairs, headerValue, setHeader } from "../core/answer.ts";
+import { type Answer, headerValue, responseWith, setHeader } from "../core/answer.ts";
 import type { ThinkSettings } from "../config/index.ts";
 import { type AnswerFilter, answerFilter, mayHoldThinkTag } from "../filter/think_answer.ts";
 import type { Lifecycle } from "./lifecycle.ts";
@@ -56,7 +56,7 @@ export async function respond(
     // 204, 304 (and a HEAD's answer, which arrives empty): no body, whatever the answer carried.
     answer.release();
     if (answer.body instanceof ReadableStream) answer.body.cancel().catch(() => {});
-    return delivered(await finish(responseOf(null, status, headers), EMPTY, options), { bytes: 0 });
+    return delivered(await finish(responseWith(null, { status }, headers), EMPTY, options), { bytes: 0 });
   }
   if (format === "sse" && answer.complete?.length && !looksLikeSse(answer.complete)) {
     answer.release();
@@ -72,7 +72,7 @@ export async function respond(
     // Nothing to filter in a body already in memory: send it as it is, no copy, no new response.
     answer.release();
     const response = await finish(
-      responseOf(answer.complete, status, headers),
+      responseWith(answer.complete, { status }, headers),
       answer.complete,
       options,
     );
@@ -95,7 +95,7 @@ export async function respond(
       body = filter.body(body);
       countBlocks(filter);
     }
-    const response = await finish(responseOf(body, status, headers), body, options);
+    const response = await finish(responseWith(body, { status }, headers), body, options);
     return delivered(response, { bytes: body?.byteLength ?? 0 });
   }
 
@@ -135,7 +135,7 @@ export async function respond(
       resolveSent({ bytes, stream: outcome, error: error?.code });
     },
   });
-  return delivered(await finish(responseOf(body, status, headers), null, options), sent);
+  return delivered(await finish(responseWith(body, { status }, headers), null, options), sent);
 }
 
 const decoder = new TextDecoder();
@@ -214,20 +214,6 @@ function finish(
   if (!options.plugin) return response;
   const streamed = response.body !== null && body === null;
   return options.plugin.response(response, streamed ? null : body ?? EMPTY);
-}
-
-/**
- * The client's response. Its headers are appended one by one: Deno checks a header list given to the Response
- * constructor more slowly than that (docs/performance.md).
- */
-function responseOf(
-  body: BodyInit | null,
-  status: number,
-  headers: HeaderPairs,
-): Response {
-  const response = new Response(body, { status });
-  for (const [name, value] of headers) response.headers.append(name, value);
-  return response;
 }
 
 function isJson(contentType: string | null): boolean {

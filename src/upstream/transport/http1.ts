@@ -15,6 +15,8 @@
  * It speaks HTTP/1.1 over TCP or TLS and does not use HTTP(S)_PROXY: `--upstream-client fetch` is for that.
  */
 import { UpstreamProtocolError, UpstreamUnreachable } from "../../core/errors.ts";
+import { responseWith } from "../../core/answer.ts";
+import { rememberedLately } from "../../core/memo.ts";
 import { concatBytes } from "../../core/bytes.ts";
 import type { Cancellation } from "../../core/time.ts";
 import { bodyStream } from "./body.ts";
@@ -61,7 +63,7 @@ export class Http1Client {
   }
 
   readonly fetch: UpstreamFetch = async (url, init) => {
-    const target = new URL(url);
+    const target = parsedUrl(url);
     const head = encodeRequestHead(init.method, target, init.headers, init.body, init.credentials);
     const { cancellation } = init;
     cancellation.throwIfAborted();
@@ -173,7 +175,7 @@ export class Http1Client {
       if (clean && head.keepAlive && framing !== "close") this.#release(connection);
       else connection.close();
     };
-    const response = (body: BodyInit | null) => new Response(body, { status, statusText, headers });
+    const response = (body: BodyInit | null) => responseWith(body, { status, statusText }, headers);
     if (framing === "none") {
       finish(true);
       return { response: response(null), complete: EMPTY };
@@ -213,6 +215,9 @@ export class Http1Client {
 export function isStreamType(contentType: string | null | undefined): boolean {
   return /^(text\/event-stream|application\/(x-ndjson|jsonl|json-seq))\b/i.test(contentType ?? "");
 }
+
+/** An upstream URL parsed; read-only, since the same object serves many requests. */
+const parsedUrl: (url: string) => Readonly<URL> = rememberedLately(256, (url) => new URL(url));
 
 function isStream(headers: [string, string][]): boolean {
   return isStreamType(headers.find(([name]) => name === "content-type")?.[1]);
