@@ -17,7 +17,7 @@ import type { Answered } from "./delivery.ts";
 import { readRequest, type ReadRequestOptions } from "./read_request.ts";
 
 /** How long a request waits before the bridge starts watching for its client to leave. */
-export const CLIENT_WATCH_DELAY_MS = 200;
+const CLIENT_WATCH_DELAY_MS = 200;
 
 export interface ProxyFlowParts {
   metrics: BridgeMetrics;

@@ -15,7 +15,7 @@
  * It speaks HTTP/1.1 over TCP or TLS and does not use HTTP(S)_PROXY: `--upstream-client fetch` is for that.
  */
 import { UpstreamProtocolError, UpstreamUnreachable } from "../../core/errors.ts";
-import { responseWith } from "../../core/answer.ts";
+import { headerValue, responseWith } from "../../core/answer.ts";
 import { rememberedLately } from "../../core/memo.ts";
 import { concatBytes } from "../../core/bytes.ts";
 import type { Cancellation } from "../../core/time.ts";
@@ -220,7 +220,7 @@ export function isStreamType(contentType: string | null | undefined): boolean {
 const parsedUrl: (url: string) => Readonly<URL> = rememberedLately(256, (url) => new URL(url));
 
 function isStream(headers: [string, string][]): boolean {
-  return isStreamType(headers.find(([name]) => name === "content-type")?.[1]);
+  return isStreamType(headerValue(headers, "content-type"));
 }
 
 /** Whether a request that lost its connection may go again: nothing of it was written, or it is safe to repeat. */
